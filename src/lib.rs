@@ -1,0 +1,3 @@
+//! rose-events: the events server of rose-ash.
+
+pub mod calendar;

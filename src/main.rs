@@ -1,0 +1,3 @@
+//! The `rose-events` binary.
+
+fn main() {}
