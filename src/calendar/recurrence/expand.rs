@@ -1,0 +1,265 @@
+//! The expansion pipeline: rule instances, DTSTART and RDATEs, minus EXDATEs, in a window.
+
+use std::collections::{BTreeSet, HashSet};
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+
+use super::rule::Rule;
+use super::sub_daily::SubDailyWalk;
+use super::walk::{self, CrateWalk, WalkEnd};
+use super::{
+    Expansion, Instance, MAX_DATES, MAX_INSTANCES, MAX_STEPS, Recurrence, RecurrenceError,
+};
+use crate::calendar::time::{TimeBasis, Window, resolve_local};
+
+/// Largest UTC offset in tzdb (Pacific/Kiritimati, +14:00). A zoned wall time's instant is never
+/// earlier than the wall time read as UTC minus this, gap shifts included, because a gap time is
+/// read with the offset before the gap.
+const MAX_OFFSET: Duration = Duration::hours(14);
+
+/// Keeps the smallest `capacity` distinct instants offered inside the window, minus EXDATEs.
+struct Collector {
+    kept: BTreeSet<DateTime<Utc>>,
+    capacity: usize,
+    dropped: bool,
+    window: Option<Window>,
+    exdates: HashSet<DateTime<Utc>>,
+}
+
+impl Collector {
+    fn offer(&mut self, instant: DateTime<Utc>) {
+        let outside = self.window.is_some_and(|window| !window.contains(instant));
+        if outside || self.exdates.contains(&instant) {
+            return;
+        }
+
+        self.kept.insert(instant);
+        if self.kept.len() > self.capacity {
+            self.kept.pop_last();
+            self.dropped = true;
+        }
+    }
+
+    /// Returns whether an instant at or after `earliest` could still be kept.
+    fn wants_from(&self, earliest: DateTime<Utc>) -> bool {
+        if let Some(window) = self.window {
+            if earliest >= window.to {
+                return false;
+            }
+        }
+        self.kept.len() < self.capacity
+            || self.kept.last().is_some_and(|last| earliest <= *last)
+    }
+}
+
+/// Expands `recurrence`; see [`Recurrence::expand`].
+pub(super) fn expand(
+    recurrence: &Recurrence,
+    window: Option<Window>,
+    limit: usize,
+) -> Result<Expansion, RecurrenceError> {
+    check_date_counts(recurrence)?;
+
+    let basis = recurrence.basis;
+    let limit = limit.min(MAX_INSTANCES);
+    let mut collector = Collector {
+        kept: BTreeSet::new(),
+        capacity: limit + 1,
+        dropped: false,
+        window,
+        exdates: recurrence
+            .exdates
+            .iter()
+            .map(|moment| moment.to_utc(basis))
+            .collect(),
+    };
+
+    // DTSTART always belongs to the set (RFC 5545 3.8.5.3), also when the rule does not match it.
+    collector.offer(basis.to_utc(recurrence.start));
+    for rdate in &recurrence.rdates {
+        collector.offer(rdate.to_utc(basis));
+    }
+
+    let mut search_stopped = false;
+    if let Some(text) = &recurrence.rrule {
+        let rule = Rule::parse(text)?;
+        search_stopped = walk_rule(recurrence, &rule, text, &mut collector)?;
+    }
+
+    let mut instances: Vec<Instance> = collector
+        .kept
+        .iter()
+        .map(|utc| Instance {
+            wall: basis.to_wall(*utc),
+            utc: *utc,
+        })
+        .collect();
+    let mut truncated = collector.dropped || search_stopped;
+    if instances.len() > limit {
+        instances.truncate(limit);
+        truncated = true;
+    }
+    Ok(Expansion {
+        instances,
+        truncated,
+    })
+}
+
+fn check_date_counts(recurrence: &Recurrence) -> Result<(), RecurrenceError> {
+    for (field, count) in [
+        ("rdate", recurrence.rdates.len()),
+        ("exdate", recurrence.exdates.len()),
+    ] {
+        if count > MAX_DATES {
+            return Err(RecurrenceError::TooManyDates {
+                field,
+                count,
+                limit: MAX_DATES,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A source of rule wall times in increasing order.
+enum Walker {
+    Crate(CrateWalk),
+    SubDaily(SubDailyWalk),
+}
+
+/// Next item from a walker.
+enum Step {
+    Wall(NaiveDateTime),
+    End,
+    /// The crate found nothing up to this wall time and stopped looking.
+    GaveUp(NaiveDateTime),
+}
+
+impl Walker {
+    fn next(&mut self, steps: &mut u64) -> Step {
+        match self {
+            Walker::Crate(walk) => {
+                *steps += 1;
+                match walk.next_wall() {
+                    Ok(found) => Step::Wall(found),
+                    Err(WalkEnd::Finished) => Step::End,
+                    Err(WalkEnd::GaveUp { searched_to }) => Step::GaveUp(searched_to),
+                }
+            }
+            Walker::SubDaily(walk) => walk.next_wall(steps).map_or(Step::End, Step::Wall),
+        }
+    }
+}
+
+/// Offers the rule's instances to `collector`; returns whether the search stopped before the
+/// rule, the window or the collector was done.
+fn walk_rule(
+    recurrence: &Recurrence,
+    rule: &Rule,
+    text: &str,
+    collector: &mut Collector,
+) -> Result<bool, RecurrenceError> {
+    let basis = recurrence.basis;
+    let until = rule
+        .until
+        .as_deref()
+        .map(|value| read_until(value, basis))
+        .transpose()?;
+    let target = collector
+        .window
+        .map(|window| window.from.naive_utc() - Duration::days(1));
+    let mut walker = if rule.is_sub_daily() {
+        walk::check_with_crate(rule, recurrence.start)?;
+        Walker::SubDaily(SubDailyWalk::new(rule, recurrence.start, target))
+    } else {
+        Walker::Crate(CrateWalk::new(rule, recurrence.start, target)?)
+    };
+
+    let mut steps = 0;
+    let mut produced: u64 = 0;
+    loop {
+        let wall = match walker.next(&mut steps) {
+            Step::Wall(wall) => wall,
+            Step::End => return Ok(false),
+            Step::GaveUp(searched_to) => {
+                let earliest = earliest_instant(searched_to, basis);
+                let covered =
+                    until.is_some_and(|until| earliest > until) || !collector.wants_from(earliest);
+                return Ok(!covered);
+            }
+        };
+        if steps > MAX_STEPS {
+            return Err(RecurrenceError::TooManySteps {
+                rule: text.to_owned(),
+                limit: MAX_STEPS,
+            });
+        }
+        if wall.year() > 9999 {
+            return Ok(false);
+        }
+
+        if !rule.week_matches(wall.date()) {
+            continue;
+        }
+
+        let wall = if basis == TimeBasis::AllDay {
+            wall.date().and_time(NaiveTime::MIN)
+        } else {
+            wall
+        };
+        let earliest = earliest_instant(wall, basis);
+        if until.is_some_and(|until| earliest > until) || !collector.wants_from(earliest) {
+            return Ok(false);
+        }
+
+        let utc = basis.to_utc(wall);
+        if until.is_none_or(|until| utc <= until) {
+            collector.offer(utc);
+        }
+        produced += 1;
+        if rule.count.is_some_and(|count| produced >= u64::from(count)) {
+            return Ok(false);
+        }
+    }
+}
+
+/// Returns a lower bound on the instant of `wall` and of every later wall time on `basis`.
+fn earliest_instant(wall: NaiveDateTime, basis: TimeBasis) -> DateTime<Utc> {
+    match basis {
+        TimeBasis::Zoned(_) => (wall - MAX_OFFSET).and_utc(),
+        _ => wall.and_utc(),
+    }
+}
+
+/// Reads UNTIL as an instant (pinned for floating and all-day) for a start on `basis`.
+///
+/// RFC 5545 requires UTC with a zoned start, a floating time with a floating start and a DATE
+/// with a DATE start. Other spellings seen in exported files are read leniently: a time without
+/// `Z` on a zoned start is local time, and a DATE on a timed start includes that whole day.
+fn read_until(value: &str, basis: TimeBasis) -> Result<DateTime<Utc>, RecurrenceError> {
+    let invalid = || RecurrenceError::InvalidValue {
+        name: "UNTIL".to_owned(),
+        value: value.to_owned(),
+        reason: "expected YYYYMMDD, YYYYMMDDTHHMMSS or YYYYMMDDTHHMMSSZ".to_owned(),
+    };
+    let (text, is_utc) = match value.strip_suffix('Z') {
+        Some(text) => (text, true),
+        None => (value, false),
+    };
+
+    if text.len() == 8 {
+        let date = NaiveDate::parse_from_str(text, "%Y%m%d").map_err(|_| invalid())?;
+        let wall = match basis {
+            TimeBasis::AllDay => date.and_time(NaiveTime::MIN),
+            _ => date.and_hms_opt(23, 59, 59).ok_or_else(invalid)?,
+        };
+        return Ok(basis.to_utc(wall));
+    }
+
+    let wall = NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%S").map_err(|_| invalid())?;
+    Ok(match basis {
+        TimeBasis::Zoned(tz) if !is_utc => resolve_local(tz, wall),
+        TimeBasis::AllDay => wall.date().and_time(NaiveTime::MIN).and_utc(),
+        _ => wall.and_utc(),
+    })
+}
