@@ -1,8 +1,10 @@
 //! The expansion pipeline: rule instances, DTSTART and RDATEs, minus EXDATEs, in a window.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc,
+};
 
 use super::rule::Rule;
 use super::sub_daily::SubDailyWalk;
@@ -10,7 +12,7 @@ use super::walk::{self, CrateWalk, WalkEnd};
 use super::{
     Expansion, Instance, MAX_DATES, MAX_INSTANCES, MAX_STEPS, Recurrence, RecurrenceError,
 };
-use crate::calendar::time::{TimeBasis, Window, resolve_local};
+use crate::calendar::time::{Moment, TimeBasis, Window, resolve_local};
 
 /// Largest UTC offset in tzdb (Pacific/Kiritimati, +14:00). A zoned wall time's instant is never
 /// earlier than the wall time read as UTC minus this, gap shifts included, because a gap time is
@@ -18,37 +20,106 @@ use crate::calendar::time::{TimeBasis, Window, resolve_local};
 const MAX_OFFSET: Duration = Duration::hours(14);
 
 /// Keeps the smallest `capacity` distinct instants offered inside the window, minus EXDATEs.
+///
+/// Offers are appended and compacted (sorted, deduplicated, cut to `capacity`) only when the
+/// list grows, because rule instances arrive almost in order and a tree insert per instance
+/// costs more than the expansion itself.
 struct Collector {
-    kept: BTreeSet<DateTime<Utc>>,
+    kept: Vec<Instance>,
     capacity: usize,
+    /// Largest instant kept once `capacity` distinct instants are known.
+    full_at: Option<DateTime<Utc>>,
     dropped: bool,
     window: Option<Window>,
     exdates: HashSet<DateTime<Utc>>,
 }
 
 impl Collector {
-    fn offer(&mut self, instant: DateTime<Utc>) {
-        let outside = self.window.is_some_and(|window| !window.contains(instant));
-        if outside || self.exdates.contains(&instant) {
+    fn offer(&mut self, instance: Instance) {
+        let outside = self
+            .window
+            .is_some_and(|window| !window.contains(instance.utc));
+        let excluded = !self.exdates.is_empty() && self.exdates.contains(&instance.utc);
+        if outside || excluded {
+            return;
+        }
+        if self.full_at.is_some_and(|last| instance.utc > last) {
+            self.dropped = true;
             return;
         }
 
-        self.kept.insert(instant);
-        if self.kept.len() > self.capacity {
-            self.kept.pop_last();
-            self.dropped = true;
+        self.kept.push(instance);
+        if self.kept.len() >= 2 * self.capacity {
+            self.compact();
         }
     }
 
     /// Returns whether an instant at or after `earliest` could still be kept.
-    fn wants_from(&self, earliest: DateTime<Utc>) -> bool {
-        if let Some(window) = self.window {
-            if earliest >= window.to {
-                return false;
+    fn wants_from(&mut self, earliest: DateTime<Utc>) -> bool {
+        if self.window.is_some_and(|window| earliest >= window.to) {
+            return false;
+        }
+        if self.full_at.is_none() && self.kept.len() >= self.capacity {
+            self.compact();
+        }
+        self.full_at.is_none_or(|last| earliest <= last)
+    }
+
+    fn compact(&mut self) {
+        self.kept.sort_unstable_by_key(|instance| instance.utc);
+        self.kept.dedup_by_key(|instance| instance.utc);
+        if self.kept.len() > self.capacity {
+            self.kept.truncate(self.capacity);
+            self.dropped = true;
+        }
+        if self.kept.len() == self.capacity {
+            self.full_at = self.kept.last().map(|instance| instance.utc);
+        }
+    }
+
+    /// The kept instances in order.
+    fn finish(mut self) -> (Vec<Instance>, bool) {
+        self.compact();
+        (self.kept, self.dropped)
+    }
+}
+
+/// Places a wall time on `basis`: its instant, and the wall time that the clock shows then.
+///
+/// One zone lookup serves both unless the wall time lies in a gap, which is rare.
+fn place(wall: NaiveDateTime, basis: TimeBasis) -> Instance {
+    let TimeBasis::Zoned(tz) = basis else {
+        return Instance {
+            wall,
+            utc: wall.and_utc(),
+        };
+    };
+    match tz.from_local_datetime(&wall) {
+        LocalResult::Single(local) => Instance {
+            wall,
+            utc: local.with_timezone(&Utc),
+        },
+        LocalResult::Ambiguous(first, second) => Instance {
+            wall,
+            utc: first.with_timezone(&Utc).min(second.with_timezone(&Utc)),
+        },
+        LocalResult::None => {
+            let utc = resolve_local(tz, wall);
+            Instance {
+                wall: basis.to_wall(utc),
+                utc,
             }
         }
-        self.kept.len() < self.capacity
-            || self.kept.last().is_some_and(|last| earliest <= *last)
+    }
+}
+
+fn place_moment(moment: Moment, basis: TimeBasis) -> Instance {
+    match moment {
+        Moment::Wall(wall) => place(wall, basis),
+        Moment::Utc(utc) => Instance {
+            wall: basis.to_wall(utc),
+            utc,
+        },
     }
 }
 
@@ -63,8 +134,9 @@ pub(super) fn expand(
     let basis = recurrence.basis;
     let limit = limit.min(MAX_INSTANCES);
     let mut collector = Collector {
-        kept: BTreeSet::new(),
+        kept: Vec::new(),
         capacity: limit + 1,
+        full_at: None,
         dropped: false,
         window,
         exdates: recurrence
@@ -75,9 +147,9 @@ pub(super) fn expand(
     };
 
     // DTSTART always belongs to the set (RFC 5545 3.8.5.3), also when the rule does not match it.
-    collector.offer(basis.to_utc(recurrence.start));
+    collector.offer(place(recurrence.start, basis));
     for rdate in &recurrence.rdates {
-        collector.offer(rdate.to_utc(basis));
+        collector.offer(place_moment(*rdate, basis));
     }
 
     let mut search_stopped = false;
@@ -86,15 +158,8 @@ pub(super) fn expand(
         search_stopped = walk_rule(recurrence, &rule, text, &mut collector)?;
     }
 
-    let mut instances: Vec<Instance> = collector
-        .kept
-        .iter()
-        .map(|utc| Instance {
-            wall: basis.to_wall(*utc),
-            utc: *utc,
-        })
-        .collect();
-    let mut truncated = collector.dropped || search_stopped;
+    let (mut instances, dropped) = collector.finish();
+    let mut truncated = dropped || search_stopped;
     if instances.len() > limit {
         instances.truncate(limit);
         truncated = true;
@@ -212,9 +277,9 @@ fn walk_rule(
             return Ok(false);
         }
 
-        let utc = basis.to_utc(wall);
-        if until.is_none_or(|until| utc <= until) {
-            collector.offer(utc);
+        let instance = place(wall, basis);
+        if until.is_none_or(|until| instance.utc <= until) {
+            collector.offer(instance);
         }
         produced += 1;
         if rule.count.is_some_and(|count| produced >= u64::from(count)) {
