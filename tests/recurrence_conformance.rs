@@ -1,3 +1,8 @@
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "helpers in tests stop at the first broken expectation"
+)]
 //! Runs the RRULE conformance cases in `tests/data/rrule/cases.jsonl` through the `expand` line
 //! format and scores the output with `tests/data/rrule/check.py` (needs `python3`).
 

@@ -87,12 +87,17 @@ impl Place {
             (Some(code), None) => Some(code.clone()),
             (None, None) => None,
         };
-        [self.name.clone(), self.street.clone(), city, self.country.clone()]
-            .into_iter()
-            .flatten()
-            .filter(|part| !part.is_empty())
-            .collect::<Vec<_>>()
-            .join(", ")
+        [
+            self.name.clone(),
+            self.street.clone(),
+            city,
+            self.country.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(", ")
     }
 }
 
@@ -123,7 +128,7 @@ pub struct Schedule {
 }
 
 /// The fields of an event that an override can also change.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventDetails {
     /// Title (SUMMARY).
     pub title: String,

@@ -230,9 +230,12 @@ fn walk_rule(
         .as_deref()
         .map(|value| read_until(value, basis))
         .transpose()?;
-    let target = collector
-        .window
-        .map(|window| window.from.naive_utc() - Duration::days(1));
+    let target = collector.window.and_then(|window| {
+        window
+            .from
+            .naive_utc()
+            .checked_sub_signed(Duration::days(1))
+    });
     let mut walker = if rule.is_sub_daily() {
         walk::check_with_crate(rule, recurrence.start)?;
         Walker::SubDaily(SubDailyWalk::new(rule, recurrence.start, target))

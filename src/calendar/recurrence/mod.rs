@@ -33,8 +33,8 @@ pub use corpus::expand_corpus_line;
 /// truncated.
 pub const MAX_INSTANCES: usize = 10_000;
 
-/// Longest RRULE value, in bytes.
-pub const MAX_RULE_BYTES: usize = 1_000;
+/// Longest RRULE value, in bytes (the limit the API and the importer state).
+pub const MAX_RULE_BYTES: usize = super::limits::MAX_RRULE_BYTES;
 
 /// Maximum number of values in one `BYxxx` list. RFC 5545 allows at most 366 distinct values (BYYEARDAY), and
 /// the signed forms double that.

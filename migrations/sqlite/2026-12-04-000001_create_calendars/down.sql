@@ -1,0 +1,4 @@
+DROP TABLE api_tokens;
+DROP TABLE event_overrides;
+DROP TABLE events;
+DROP TABLE calendars;
