@@ -1,3 +1,10 @@
 //! rose-events: the events server of rose-ash.
 
+pub mod api;
+pub mod auth;
 pub mod calendar;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod federation;
+pub mod server;

@@ -1,0 +1,131 @@
+//! Errors at the HTTP edge, written as RFC 9457 problem details (`application/problem+json`).
+//!
+//! Clients get a safe text: which field, which value, which rule. Internal detail (database
+//! errors, corrupt rows) is logged with the request and never sent.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::calendar;
+use crate::calendar::validate::InvalidField;
+
+/// An error that becomes a problem+json response.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A field is missing, malformed or over a limit (422), or the body is not JSON (400).
+    #[error(transparent)]
+    Invalid(InvalidField),
+    /// An uploaded file is malformed; the text names the line and what is wrong (422).
+    #[error("{0}")]
+    InvalidFile(String),
+    /// The request body could not be read as the expected format.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Nothing at this address.
+    #[error("{0}")]
+    NotFound(String),
+    /// The change clashes with what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// A write without a valid bearer token.
+    #[error("this request needs a valid bearer token: create one with `rose-events token create`")]
+    Unauthorized,
+    /// The body is larger than the route accepts.
+    #[error("request body is {size} bytes, the limit is {limit}")]
+    TooLarge {
+        /// Bytes received (or announced).
+        size: usize,
+        /// Bytes allowed.
+        limit: usize,
+    },
+    /// The client asked for a representation we do not have.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// Something failed on our side; the detail is logged, not sent.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// A 422 for one field.
+    pub fn invalid(field: &str, value: impl ToString, problem: impl Into<String>) -> Self {
+        ApiError::Invalid(InvalidField::new(field, value, problem))
+    }
+}
+
+impl From<calendar::Error> for ApiError {
+    fn from(error: calendar::Error) -> Self {
+        use calendar::Error as E;
+        match error {
+            E::CalendarNotFound(_) | E::EventNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::SlugTaken(_) | E::UidTaken(_) => ApiError::Conflict(error.to_string()),
+            E::Invalid(field) => ApiError::Invalid(field),
+            E::Ics(_) => ApiError::InvalidFile(error.to_string()),
+            E::Corrupt(_) | E::Database(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
+impl From<crate::db::Error> for ApiError {
+    fn from(error: crate::db::Error) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<diesel::result::Error> for ApiError {
+    fn from(error: diesel::result::Error) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl From<actix_web::error::BlockingError> for ApiError {
+    fn from(error: actix_web::error::BlockingError) -> Self {
+        ApiError::Internal(error.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::Invalid(_) | ApiError::InvalidFile(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if let ApiError::Internal(detail) = self {
+            tracing::error!(error = %detail, "request failed");
+        }
+        let mut body = json!({
+            "type": "about:blank",
+            "title": status.canonical_reason().unwrap_or("Error"),
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+        });
+        if let ApiError::Invalid(field) = self {
+            body["field"] = json!(field.field);
+            body["value"] = json!(field.value);
+            body["problem"] = json!(field.problem);
+        }
+        if let ApiError::TooLarge { size, limit } = self {
+            body["field"] = json!("body");
+            body["value"] = json!(format!("{size} bytes"));
+            body["limit"] = json!(limit);
+        }
+        let mut response = HttpResponse::build(status);
+        if matches!(self, ApiError::Unauthorized) {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response
+            .content_type("application/problem+json")
+            .body(body.to_string())
+    }
+}

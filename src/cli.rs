@@ -1,0 +1,283 @@
+//! The `rose-events` subcommands.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::db;
+
+/// The events server of rose-ash.
+#[derive(Debug, Parser)]
+#[command(name = "rose-events", version, about)]
+pub struct Cli {
+    /// Settings shared by every subcommand.
+    #[command(flatten)]
+    pub config: Config,
+
+    /// What to do; `serve` when left out.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply pending migrations and run the HTTP server.
+    Serve,
+    /// Run, revert or list database migrations.
+    Migrate {
+        /// What to do with migrations.
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Manage write tokens.
+    Token {
+        /// What to do with tokens.
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+    /// Manage calendars.
+    Calendar {
+        /// What to do with calendars.
+        #[command(subcommand)]
+        action: CalendarAction,
+    },
+    /// Import an iCalendar file into a calendar (created when missing); re-imports update
+    /// events by UID.
+    Import {
+        /// The .ics file.
+        file: PathBuf,
+        /// Slug of the target calendar.
+        #[arg(long)]
+        calendar: String,
+    },
+    /// Write a calendar as iCalendar to standard output.
+    Export {
+        /// Slug of the calendar.
+        #[arg(long)]
+        calendar: String,
+    },
+    /// Expand recurrence test cases (JSON lines) and write one result line per case.
+    Expand {
+        /// Input file; standard input when left out.
+        file: Option<PathBuf>,
+    },
+    /// Load and validate the settings, then print them without secrets.
+    CheckConfig,
+}
+
+/// Migration subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MigrateAction {
+    /// Apply every pending migration (the default).
+    Run,
+    /// Revert the most recent migration.
+    Revert,
+    /// List applied and pending migrations.
+    Status,
+}
+
+/// Token subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Create a write token and print it once.
+    Create {
+        /// A note saying who or what uses the token.
+        #[arg(long, default_value = "cli")]
+        label: String,
+    },
+}
+
+/// Calendar subcommands.
+#[derive(Debug, Subcommand)]
+pub enum CalendarAction {
+    /// Create a calendar.
+    Create {
+        /// URL name: a-z, 0-9, '-' and '_'.
+        slug: String,
+        /// Display name; the slug when left out.
+        #[arg(long)]
+        name: Option<String>,
+        /// Default IANA zone for new events.
+        #[arg(long, default_value = "UTC")]
+        zone: String,
+        /// Leave it out of listings.
+        #[arg(long)]
+        unlisted: bool,
+    },
+    /// List calendars, unlisted ones included.
+    List,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    config.validate().map_err(anyhow::Error::msg)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => crate::server::serve(&config),
+        Command::Migrate { action } => migrate(&config, &action.unwrap_or(MigrateAction::Run)),
+        Command::Token { action } => token(&config, action),
+        Command::Calendar { action } => calendar(&config, action),
+        Command::Import { file, calendar } => import(&config, &file, &calendar),
+        Command::Export { calendar } => export(&config, &calendar),
+        Command::Expand { file } => expand(file.as_deref()),
+        Command::CheckConfig => check_config(&config),
+    }
+}
+
+/// Opens a connection and applies pending migrations.
+pub fn open_database(config: &Config) -> anyhow::Result<db::AnyConnection> {
+    let url = config.database_url();
+    if db::Backend::of_url(&url) == db::Backend::Sqlite {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+    }
+    let mut conn = db::connect(&url)?;
+    db::run_migrations(&mut conn)?;
+    Ok(conn)
+}
+
+fn migrate(config: &Config, action: &MigrateAction) -> anyhow::Result<()> {
+    let mut conn = db::connect(&config.database_url())?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        MigrateAction::Run => {
+            let applied = db::run_migrations(&mut conn)?;
+            if applied.is_empty() {
+                writeln!(out, "no pending migrations")?;
+            }
+            for version in applied {
+                writeln!(out, "applied {version}")?;
+            }
+        }
+        MigrateAction::Revert => {
+            let version = db::revert_last_migration(&mut conn)?;
+            writeln!(out, "reverted {version}")?;
+        }
+        MigrateAction::Status => {
+            let report = db::migration_status(&mut conn)?;
+            for version in report.applied {
+                writeln!(out, "applied  {version}")?;
+            }
+            for version in report.pending {
+                writeln!(out, "pending  {version}")?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn token(config: &Config, action: TokenAction) -> anyhow::Result<()> {
+    let mut conn = open_database(config)?;
+    match action {
+        TokenAction::Create { label } => {
+            let token = crate::auth::create_token(&mut conn, &label)?;
+            writeln!(std::io::stdout(), "{token}")?;
+        }
+    }
+    Ok(())
+}
+
+fn calendar(config: &Config, action: CalendarAction) -> anyhow::Result<()> {
+    use crate::calendar::{NewCalendar, Visibility, store, validate};
+    let mut conn = open_database(config)?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        CalendarAction::Create {
+            slug,
+            name,
+            zone,
+            unlisted,
+        } => {
+            let Ok(default_zone) = zone.parse() else {
+                bail!("zone {zone:?} is not an IANA time zone name");
+            };
+            let new = NewCalendar {
+                name: name.unwrap_or_else(|| slug.clone()),
+                slug,
+                default_zone,
+                visibility: if unlisted {
+                    Visibility::Unlisted
+                } else {
+                    Visibility::Public
+                },
+            };
+            validate::check_calendar(&new)?;
+            let stored = store::insert_calendar(&mut conn, &new)?;
+            writeln!(out, "created calendar {}", stored.slug)?;
+        }
+        CalendarAction::List => {
+            for c in store::list_calendars(&mut conn, true)? {
+                let visibility = c.visibility.as_str();
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}",
+                    c.slug, visibility, c.default_zone, c.name
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn import(config: &Config, file: &std::path::Path, slug: &str) -> anyhow::Result<()> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let mut conn = open_database(config)?;
+    let report = crate::calendar::import::import_ics(&mut conn, slug, &bytes)
+        .with_context(|| format!("cannot import {}", file.display()))?;
+    writeln!(
+        std::io::stdout(),
+        "imported {} into {slug}: {} created, {} updated",
+        file.display(),
+        report.created,
+        report.updated
+    )?;
+    Ok(())
+}
+
+fn export(config: &Config, slug: &str) -> anyhow::Result<()> {
+    let mut conn = open_database(config)?;
+    let public_url = config.public_url();
+    let text = crate::calendar::import::export_ics(&mut conn, slug, &public_url)?;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn expand(file: Option<&std::path::Path>) -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let input: Box<dyn BufRead> = match file {
+        Some(path) => Box::new(std::io::BufReader::new(
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdin().lock()),
+    };
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for line in input.split(b'\n') {
+        let line = line?;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let result = crate::calendar::recurrence::expand_corpus_line(&line);
+        writeln!(out, "{result}")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn check_config(config: &Config) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "database_url = {}",
+        db::redact_password(&config.database_url())
+    )?;
+    writeln!(out, "data_dir = {}", config.data_dir.display())?;
+    writeln!(out, "listen = {}", config.listen)?;
+    writeln!(out, "public_url = {}", config.public_url())?;
+    writeln!(out, "pool_size = {}", config.pool_size)?;
+    Ok(())
+}

@@ -1,0 +1,310 @@
+//! Our events as ActivityPub `Event` objects.
+//!
+//! A one-off event is one object. A recurring event is published as its series object, whose
+//! times are those of the next occurrence and which carries the rule in `rose:` terms, plus one
+//! object per occurrence linked to the series by `rose:series`.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::calendar::event::{EventDetails, EventStatus};
+use crate::calendar::occurrence::{Occurrence, occurrences};
+use crate::calendar::store::StoredEvent;
+use crate::calendar::time::{Moment, TimeBasis, Window};
+use crate::federation::protocol;
+
+/// The ActivityStreams public collection.
+pub const PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
+
+/// Where an event object lives and who publishes it.
+pub struct Publisher<'a> {
+    /// Public base URL without a trailing slash.
+    pub public_url: &'a str,
+    /// Slug of the event's calendar.
+    pub calendar_slug: &'a str,
+}
+
+/// The id of one occurrence's object.
+pub fn occurrence_id(public_url: &str, event_id: i64, recurrence_id: DateTime<Utc>) -> String {
+    format!(
+        "{public_url}/events/{event_id}/occurrences/{}",
+        recurrence_id.format("%Y%m%dT%H%M%SZ")
+    )
+}
+
+/// Builds the series object, timed at the first occurrence that has not ended by `now`, or at
+/// the last one when all are over. `None` when the event has no occurrence at all.
+pub fn series_object(
+    stored: &StoredEvent,
+    publisher: &Publisher<'_>,
+    now: DateTime<Utc>,
+) -> Option<protocol::Event> {
+    let next = next_occurrence(stored, now)?;
+    let mut object = build(stored, &next, publisher);
+    let schedule = &stored.event.schedule;
+    let basis = schedule.basis;
+    if schedule.rrule.is_some() || !schedule.rdates.is_empty() {
+        object.rrule.clone_from(&schedule.rrule);
+        object.dtstart = Some(schedule.start.format("%Y-%m-%dT%H:%M:%S").to_string());
+        object.exdate = schedule
+            .exdates
+            .iter()
+            .map(|m| instant_text(*m, basis))
+            .collect();
+        object.rdate = schedule
+            .rdates
+            .iter()
+            .map(|r| instant_text(r.at, basis))
+            .collect();
+    }
+    Some(object)
+}
+
+/// Builds the object of one occurrence.
+pub fn occurrence_object(
+    stored: &StoredEvent,
+    occurrence: &Occurrence,
+    publisher: &Publisher<'_>,
+) -> protocol::Event {
+    let mut object = build(stored, occurrence, publisher);
+    if let Some(recurrence_id) = occurrence.recurrence_id {
+        object.id = occurrence_id(publisher.public_url, stored.id, recurrence_id);
+        object.url.clone_from(&object.id);
+        object.series = Some(format!("{}/events/{}", publisher.public_url, stored.id));
+    }
+    object
+}
+
+fn next_occurrence(stored: &StoredEvent, now: DateTime<Utc>) -> Option<Occurrence> {
+    let basis = stored.event.schedule.basis;
+    let first = basis.to_utc(stored.event.schedule.start);
+    let upcoming = Window {
+        from: now - chrono::Duration::days(stored.event.schedule.length.days + 2),
+        to: DateTime::<Utc>::MAX_UTC,
+    };
+    let found = occurrences(&stored.event, upcoming, 64).ok()?;
+    let live = found
+        .occurrences
+        .iter()
+        .find(|o| o.end > now && o.details.status != EventStatus::Cancelled)
+        .or_else(|| found.occurrences.first())
+        .cloned();
+    if live.is_some() {
+        return live;
+    }
+    let all = Window {
+        from: first - chrono::Duration::days(36_500),
+        to: DateTime::<Utc>::MAX_UTC,
+    };
+    occurrences(&stored.event, all, 1)
+        .ok()?
+        .occurrences
+        .into_iter()
+        .next()
+}
+
+fn build(
+    stored: &StoredEvent,
+    occurrence: &Occurrence,
+    publisher: &Publisher<'_>,
+) -> protocol::Event {
+    let details = &occurrence.details;
+    let basis = occurrence.basis;
+    let public_url = publisher.public_url;
+    let actor = format!("{public_url}/calendars/{}", publisher.calendar_slug);
+    let id = format!("{public_url}/events/{}", stored.id);
+    let capacity = stored.event.capacity;
+    let location = place(details);
+    protocol::Event {
+        context: context(),
+        url: id.clone(),
+        id,
+        kind: "Event",
+        name: details.title.clone(),
+        summary: summary(occurrence),
+        content: details.description.as_deref().map(html_paragraphs),
+        media_type: details.description.as_ref().map(|_| "text/html"),
+        start_time: wire_time(occurrence.start, basis),
+        end_time: wire_time(occurrence.end, basis),
+        timezone: basis.zone().map(|tz| tz.name().to_owned()),
+        status: details.status.as_ical(),
+        is_online: location.is_none() && details.online_url.is_some(),
+        location,
+        attachment: details
+            .online_url
+            .iter()
+            .map(|href| protocol::EventLink {
+                kind: "Link",
+                name: "Online".to_owned(),
+                href: href.clone(),
+                media_type: "text/html",
+            })
+            .collect(),
+        maximum_attendee_capacity: capacity.unwrap_or(0),
+        // NOTE: seats taken are not counted yet, so the whole capacity is reported as left.
+        remaining_attendee_capacity: capacity,
+        attributed_to: actor.clone(),
+        to: vec![PUBLIC.to_owned()],
+        cc: vec![format!("{actor}/followers")],
+        published: utc_text(stored.created_at),
+        updated: utc_text(stored.updated_at),
+        series: None,
+        rrule: None,
+        exdate: Vec::new(),
+        rdate: Vec::new(),
+        dtstart: None,
+        all_day: basis == TimeBasis::AllDay,
+    }
+}
+
+fn context() -> serde_json::Value {
+    json!([
+        "https://www.w3.org/ns/activitystreams",
+        {
+            "sc": "http://schema.org#",
+            "ical": "http://www.w3.org/2002/12/cal/ical#",
+            "mz": "https://joinmobilizon.org/ns#",
+            "rose": "https://rose-ash.org/ns/events#",
+            "status": "ical:status",
+            "timezone": "mz:timezone",
+            "isOnline": "mz:isOnline",
+            "PostalAddress": "sc:PostalAddress",
+            "address": "sc:address",
+            "streetAddress": "sc:streetAddress",
+            "addressLocality": "sc:addressLocality",
+            "addressRegion": "sc:addressRegion",
+            "postalCode": "sc:postalCode",
+            "addressCountry": "sc:addressCountry",
+            "maximumAttendeeCapacity": "sc:maximumAttendeeCapacity",
+            "remainingAttendeeCapacity": "sc:remainingAttendeeCapacity"
+        }
+    ])
+}
+
+/// A time as peers read it: with the zone's offset, or `Z` for UTC. Floating and all-day
+/// values have no instant, so they go out as their pinned UTC reading; `rose:allDay` and the
+/// missing `timezone` tell our peers so.
+fn wire_time(instant: DateTime<Utc>, basis: TimeBasis) -> String {
+    match basis {
+        TimeBasis::Zoned(tz) => instant
+            .with_timezone(&tz)
+            .format("%Y-%m-%dT%H:%M:%S%:z")
+            .to_string(),
+        TimeBasis::Utc | TimeBasis::Floating | TimeBasis::AllDay => utc_text(instant),
+    }
+}
+
+fn utc_text(instant: DateTime<Utc>) -> String {
+    instant.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+fn instant_text(moment: Moment, basis: TimeBasis) -> String {
+    utc_text(moment.to_utc(basis))
+}
+
+/// The plain-text line for servers that show only `summary`: date, times, zone and place.
+pub fn summary(occurrence: &Occurrence) -> String {
+    let basis = occurrence.basis;
+    let when = match basis {
+        TimeBasis::AllDay => {
+            let last_day = (occurrence.end - chrono::Duration::seconds(1)).max(occurrence.start);
+            if last_day.date_naive() == occurrence.start.date_naive() {
+                format!("{} (all day)", occurrence.start.format("%a %-d %b %Y"))
+            } else {
+                format!(
+                    "{} to {} (all day)",
+                    occurrence.start.format("%a %-d %b %Y"),
+                    last_day.format("%a %-d %b %Y")
+                )
+            }
+        }
+        TimeBasis::Floating => format!(
+            "{} to {} (local time)",
+            occurrence.start.format("%a %-d %b %Y, %H:%M"),
+            occurrence.end.format("%H:%M")
+        ),
+        TimeBasis::Utc => format!(
+            "{} to {} UTC",
+            occurrence.start.format("%a %-d %b %Y, %H:%M"),
+            occurrence.end.format("%H:%M")
+        ),
+        TimeBasis::Zoned(tz) => {
+            let start = occurrence.start.with_timezone(&tz);
+            let end = occurrence.end.with_timezone(&tz);
+            format!(
+                "{} to {} {} (UTC{})",
+                start.format("%a %-d %b %Y, %H:%M"),
+                end.format("%H:%M"),
+                tz.name(),
+                start.format("%:z")
+            )
+        }
+    };
+    let place = occurrence
+        .details
+        .place
+        .as_ref()
+        .map(crate::calendar::event::Place::one_line)
+        .filter(|line| !line.is_empty())
+        .or_else(|| occurrence.details.location.clone());
+    match (place, &occurrence.details.online_url) {
+        (Some(place), _) => format!("{when} - {place}"),
+        (None, Some(url)) => format!("{when} - online: {url}"),
+        (None, None) => when,
+    }
+}
+
+fn place(details: &EventDetails) -> Option<protocol::Place> {
+    let structured = details.place.as_ref().filter(|p| !p.is_empty());
+    let name = structured
+        .and_then(|p| p.name.clone())
+        .or_else(|| details.location.clone())?;
+    let address = structured.and_then(|p| {
+        let any = p.street.is_some()
+            || p.locality.is_some()
+            || p.region.is_some()
+            || p.postal_code.is_some()
+            || p.country.is_some();
+        any.then(|| protocol::PostalAddress {
+            kind: "PostalAddress",
+            street_address: p.street.clone(),
+            address_locality: p.locality.clone(),
+            address_region: p.region.clone(),
+            postal_code: p.postal_code.clone(),
+            address_country: p.country.clone(),
+        })
+    });
+    Some(protocol::Place {
+        kind: "Place",
+        name,
+        address,
+        latitude: structured.and_then(|p| p.latitude),
+        longitude: structured.and_then(|p| p.longitude),
+    })
+}
+
+/// Escapes text and turns blank-line-separated blocks into paragraphs.
+fn html_paragraphs(text: &str) -> String {
+    let mut html = String::new();
+    for block in text.split("\n\n").filter(|block| !block.trim().is_empty()) {
+        html.push_str("<p>");
+        html.push_str(&escape_html(block.trim()).replace('\n', "<br>"));
+        html.push_str("</p>");
+    }
+    html
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}

@@ -1,0 +1,3 @@
+//! Conversions between calendar types and ActivityPub objects.
+
+pub mod event;
