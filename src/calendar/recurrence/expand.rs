@@ -134,7 +134,9 @@ pub(super) fn expand(
     let basis = recurrence.basis;
     let limit = limit.min(MAX_INSTANCES);
     let mut collector = Collector {
-        kept: Vec::new(),
+        // Reserving up front saves most of the copying while the list grows; the cap keeps a
+        // call that finds few instances from allocating for the worst case.
+        kept: Vec::with_capacity((2 * (limit + 1)).min(4_096)),
         capacity: limit + 1,
         full_at: None,
         dropped: false,
