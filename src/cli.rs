@@ -225,7 +225,7 @@ fn calendar(config: &Config, action: CalendarAction) -> anyhow::Result<()> {
 }
 
 fn import(config: &Config, file: &std::path::Path, slug: &str) -> anyhow::Result<()> {
-    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let bytes = read_limited(file, crate::calendar::ics::MAX_FILE_BYTES)?;
     let mut conn = open_database(config)?;
     let report = crate::calendar::import::import_ics(&mut conn, slug, &bytes)
         .with_context(|| format!("cannot import {}", file.display()))?;
@@ -280,4 +280,23 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     writeln!(out, "public_url = {}", config.public_url())?;
     writeln!(out, "pool_size = {}", config.pool_size)?;
     Ok(())
+}
+
+/// Reads a whole file, failing once it passes `limit` bytes instead of filling memory.
+fn read_limited(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if bytes.len() > limit {
+        anyhow::bail!(
+            "{} is larger than {limit} bytes, the largest .ics file rose-events imports",
+            path.display()
+        );
+    }
+    Ok(bytes)
 }

@@ -121,6 +121,13 @@ pub struct OverrideOutput {
 
 /// Converts a request into an event, reading times in `default_zone` unless it names one.
 pub fn event_from_input(input: EventInput, default_zone: Tz) -> Result<NewEvent, ApiError> {
+    if input.title.trim().is_empty() {
+        return Err(ApiError::invalid(
+            "title",
+            &input.title,
+            "must not be empty",
+        ));
+    }
     let basis = basis_of(&input, default_zone)?;
     let start = parse_wall("start", &input.start, basis)?;
     let length = length_of(&input, basis, start)?;

@@ -5,8 +5,12 @@ use serde::Deserialize;
 
 use super::event_json::{EventInput, event_from_input, event_output, parse_duration, parse_moment};
 use super::{ApiError, AppState, require_token};
-use crate::calendar::event::{EventStatus, NewOverride};
+use chrono::{DateTime, Utc};
+
+use crate::calendar::event::{EventStatus, NewEvent, NewOverride};
+use crate::calendar::occurrence::occurrences;
 use crate::calendar::store::{self, StoredEvent};
+use crate::calendar::time::Window;
 use crate::calendar::validate::check_event;
 use crate::db::{AnyConnection, write_transaction};
 
@@ -164,11 +168,24 @@ async fn put_override(
                 let mut event = current.event.clone();
                 let change = override_from_input(&event, &recurrence_id, input.into_inner())?;
                 let key = change.recurrence_id.to_utc(event.schedule.basis);
+                if !is_instance(&event, key) {
+                    return Err(ApiError::NotFound(format!(
+                        "event {id} has no occurrence at {recurrence_id}: an override must name \
+                         the original start of one of its occurrences"
+                    )));
+                }
                 event
                     .overrides
                     .retain(|o| o.recurrence_id.to_utc(event.schedule.basis) != key);
                 event.overrides.push(change);
-                check_event(&event).map_err(ApiError::Invalid)?;
+                check_event(&event).map_err(|mut invalid| {
+                    // The new override is the only one not checked before; name its fields as
+                    // the request spelled them.
+                    if let Some((_, field)) = invalid.field.split_once("].") {
+                        invalid.field = field.to_owned();
+                    }
+                    ApiError::Invalid(invalid)
+                })?;
                 let stored = store::replace_event(conn, id, &event)?;
                 Ok(event_output(&stored, &slug, &public_url))
             })
@@ -208,6 +225,24 @@ async fn delete_override(
     Ok(HttpResponse::NoContent().finish())
 }
 
+/// Whether the series itself (overrides aside) has an instance whose original start is `key`.
+fn is_instance(event: &NewEvent, key: DateTime<Utc>) -> bool {
+    let series = NewEvent {
+        overrides: Vec::new(),
+        ..event.clone()
+    };
+    let Some(to) = key.checked_add_signed(chrono::Duration::seconds(1)) else {
+        return false;
+    };
+    let window = Window { from: key, to };
+    occurrences(&series, window, 1).is_ok_and(|found| {
+        found
+            .occurrences
+            .iter()
+            .any(|occurrence| occurrence.recurrence_id.unwrap_or(occurrence.start) == key)
+    })
+}
+
 fn override_from_input(
     event: &crate::calendar::event::NewEvent,
     recurrence_id: &str,
@@ -226,7 +261,12 @@ fn override_from_input(
         .map(|text| parse_duration("duration", text))
         .transpose()?;
     let mut details = event.details.clone();
-    details.title = input.title.unwrap_or(details.title);
+    if let Some(title) = input.title {
+        if title.trim().is_empty() {
+            return Err(ApiError::invalid("title", &title, "must not be empty"));
+        }
+        details.title = title;
+    }
     details.description = input.description.or(details.description);
     details.location = input.location.or(details.location);
     details.online_url = input.online_url.or(details.online_url);

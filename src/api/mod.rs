@@ -52,6 +52,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
         cfg.app_data(web::Data::new(state))
             .app_data(json_config())
             .app_data(query_config())
+            .app_data(path_config())
             .app_data(web::PayloadConfig::new(MAX_ICS_BODY_BYTES))
             .configure(calendars::routes)
             .configure(events::routes)
@@ -100,6 +101,12 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error, request| {
+        ApiError::NotFound(format!("no resource at {}: {error}", request.path())).into()
+    })
+}
+
 /// Rejects the request unless it carries a valid bearer token.
 pub(crate) async fn require_token(request: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let header = request
@@ -107,7 +114,12 @@ pub(crate) async fn require_token(request: &HttpRequest, state: &AppState) -> Re
         .get(actix_web::http::header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .unwrap_or_default();
-    let Some(token) = header.strip_prefix("Bearer ").map(str::trim) else {
+    // The scheme name is case-insensitive (RFC 9110, section 11.1).
+    let Some(token) = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("Bearer"))
+        .map(|(_, token)| token.trim())
+    else {
         return Err(ApiError::Unauthorized);
     };
     let token = token.to_owned();

@@ -4,7 +4,7 @@
 //! all-day occurrences have no instant of their own; they are placed on the viewer's clock, so
 //! "2025-03-12" is on 12 March for every viewer.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use super::Error;
@@ -65,12 +65,14 @@ pub fn agenda(conn: &mut AnyConnection, query: &AgendaQuery<'_>) -> Result<Agend
             .window
             .from
             .checked_sub_signed(margin)
-            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+            .max(earliest_stored()),
         to: query
             .window
             .to
             .checked_add_signed(margin)
-            .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+            .min(latest_stored()),
     };
     let events = store::events_meeting(
         conn,
@@ -78,14 +80,44 @@ pub fn agenda(conn: &mut AnyConnection, query: &AgendaQuery<'_>) -> Result<Agend
         wide.from.naive_utc(),
         wide.to.naive_utc(),
     )?;
-    collect(&events, query, wide)
+    Ok(collect(&events, query, wide))
 }
 
-fn collect(events: &[StoredEvent], query: &AgendaQuery<'_>, wide: Window) -> Result<Agenda, Error> {
+/// The first instant the span columns can hold (year 1): SQLite compares them as text, so a
+/// bound outside years 1 to 9999 would sort wrongly.
+fn earliest_stored() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(1, 1, 1)
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map_or(DateTime::<Utc>::MIN_UTC, |wall| wall.and_utc())
+}
+
+/// The last instant the span columns can hold (the end of year 9999, to the nanosecond, so
+/// that a start in its last second still compares as earlier).
+fn latest_stored() -> DateTime<Utc> {
+    NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|date| date.and_hms_nano_opt(23, 59, 59, 999_999_999))
+        .map_or(DateTime::<Utc>::MAX_UTC, |wall| wall.and_utc())
+}
+
+fn collect(events: &[StoredEvent], query: &AgendaQuery<'_>, wide: Window) -> Agenda {
     let mut agenda = Agenda::default();
     for stored in events {
-        let expanded = occurrences(&stored.event, wide, query.max_occurrences + 1)
-            .map_err(|e| Error::Corrupt(format!("event {} cannot be expanded: {e}", stored.id)))?;
+        // Instants are compared with the window itself. Floating and all-day values move with
+        // the viewer's zone, so they are expanded over the wider window and placed afterwards.
+        let window = match stored.event.schedule.basis {
+            TimeBasis::Zoned(_) | TimeBasis::Utc => query.window,
+            TimeBasis::Floating | TimeBasis::AllDay => wide,
+        };
+        let expanded = match occurrences(&stored.event, window, query.max_occurrences + 1) {
+            Ok(expanded) => expanded,
+            Err(error) => {
+                // Stored rules were expanded once when they were written, so this means data
+                // written by an older version. One bad event must not hide the others.
+                tracing::warn!(event_id = stored.id, %error, "event left out of the agenda");
+                agenda.truncated = true;
+                continue;
+            }
+        };
         agenda.truncated |= expanded.truncated;
         for occurrence in expanded.occurrences {
             if occurrence.details.status == EventStatus::Cancelled && !query.include_cancelled {
@@ -111,7 +143,7 @@ fn collect(events: &[StoredEvent], query: &AgendaQuery<'_>, wide: Window) -> Res
         agenda.items.truncate(query.max_occurrences);
         agenda.truncated = true;
     }
-    Ok(agenda)
+    agenda
 }
 
 /// Reads a floating or all-day value (pinned UTC) on the viewer's clock; instants stay.

@@ -40,14 +40,16 @@ pub fn import_ics(
         )
         .into());
     }
+    let mut prepared = Vec::with_capacity(parsed.events.len());
     for event in &parsed.events {
         check_imported(event)?;
+        prepared.push(store::prepare_event(event).map_err(|error| in_event(event, error))?);
     }
     write_transaction(conn, |conn| {
         let calendar = find_or_create(conn, slug, parsed.name.as_deref())?;
         let mut report = ImportReport::default();
-        for event in &parsed.events {
-            let (_, created) = store::upsert_event_by_uid(conn, calendar.id, event)?;
+        for event in &prepared {
+            let (_, created) = store::upsert_prepared(conn, calendar.id, event)?;
             if created {
                 report.created += 1;
             } else {
@@ -76,10 +78,18 @@ pub fn export_ics(conn: &mut AnyConnection, slug: &str, public_url: &str) -> Res
 }
 
 fn check_imported(event: &NewEvent) -> Result<(), Error> {
-    check_event(event).map_err(|mut invalid| {
-        invalid.field = format!("event {:?} {}", event.uid, invalid.field);
-        Error::Invalid(invalid)
-    })
+    check_event(event).map_err(|invalid| in_event(event, Error::Invalid(invalid)))
+}
+
+/// Names the event in a field error, since a file holds many.
+fn in_event(event: &NewEvent, error: Error) -> Error {
+    match error {
+        Error::Invalid(mut invalid) => {
+            invalid.field = format!("event {:?} {}", event.uid, invalid.field);
+            Error::Invalid(invalid)
+        }
+        other => other,
+    }
 }
 
 fn find_or_create(

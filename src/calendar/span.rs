@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::event::NewEvent;
+use super::event::{NewEvent, Schedule};
 use super::occurrence::occurrences;
 use super::time::Window;
 use super::validate::InvalidField;
@@ -29,10 +29,70 @@ pub(super) fn schedule_span(
         let rule = schedule.rrule.clone().unwrap_or_default();
         InvalidField::new("rrule", rule, error.to_string())
     })?;
+    if expanded.truncated && expanded.occurrences.len() < SPAN_PROBE_OCCURRENCES {
+        // The search for the next instance gave up: the rule matches so rarely (or never) that
+        // every later window would repeat the same fruitless search.
+        return Err(InvalidField::new(
+            "rrule",
+            schedule.rrule.clone().unwrap_or_default(),
+            format!(
+                "finds no instance after {} within the search limit; check that its BY parts \
+                 can match a real date",
+                expanded
+                    .occurrences
+                    .iter()
+                    .map(|o| o.start)
+                    .max()
+                    .unwrap_or(first_wall)
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        ));
+    }
+    check_rule_matches(event, everything)?;
     let starts = expanded.occurrences.iter().map(|o| o.start);
     let first = starts.clone().min().unwrap_or(first_wall).min(first_wall);
     if expanded.truncated {
         return Ok((first, None));
     }
     Ok((first, starts.max().or(Some(first_wall))))
+}
+
+/// Rejects a rule that matches no date after DTSTART although it requests more than one.
+///
+/// Such a rule (30 February, say) is searched until year 9999 whenever a window reaches the
+/// event, which costs a large fraction of a second per read.
+fn check_rule_matches(event: &NewEvent, everything: Window) -> Result<(), InvalidField> {
+    let Some(rule) = &event.schedule.rrule else {
+        return Ok(());
+    };
+    let parts: Vec<(String, String)> = rule
+        .split(';')
+        .filter_map(|part| part.split_once('='))
+        .map(|(name, value)| (name.trim().to_ascii_uppercase(), value.trim().to_owned()))
+        .collect();
+    let bounded_to_one = parts
+        .iter()
+        .any(|(name, value)| name == "UNTIL" || (name == "COUNT" && value == "1"));
+    if bounded_to_one {
+        return Ok(());
+    }
+    let series = NewEvent {
+        overrides: Vec::new(),
+        schedule: Schedule {
+            rdates: Vec::new(),
+            exdates: Vec::new(),
+            ..event.schedule.clone()
+        },
+        ..event.clone()
+    };
+    let found =
+        occurrences(&series, everything, 2).map_or(0, |expanded| expanded.occurrences.len());
+    if found < 2 {
+        return Err(InvalidField::new(
+            "rrule",
+            rule,
+            "matches no date after the start; check that its BY parts can match a real date",
+        ));
+    }
+    Ok(())
 }

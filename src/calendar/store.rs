@@ -258,12 +258,39 @@ pub fn upsert_event_by_uid(
     calendar_id: i64,
     event: &NewEvent,
 ) -> Result<(StoredEvent, bool), Error> {
-    let values = event_values(event)?;
+    let prepared = prepare_event(event)?;
+    upsert_prepared(conn, calendar_id, &prepared)
+}
+
+/// An event with its column values computed, which includes expanding its schedule once.
+///
+/// Preparing is the expensive part of a write, so callers that write many events prepare them
+/// all before opening the transaction and hold the write lock only for the inserts.
+pub struct PreparedEvent<'a> {
+    event: &'a NewEvent,
+    values: EventValues,
+}
+
+/// Computes the column values of `event`; fails on a schedule that cannot be expanded.
+pub fn prepare_event(event: &NewEvent) -> Result<PreparedEvent<'_>, Error> {
+    Ok(PreparedEvent {
+        event,
+        values: event_values(event)?,
+    })
+}
+
+/// Writes a prepared event like [`upsert_event_by_uid`].
+pub fn upsert_prepared(
+    conn: &mut AnyConnection,
+    calendar_id: i64,
+    prepared: &PreparedEvent<'_>,
+) -> Result<(StoredEvent, bool), Error> {
+    let (event, values) = (prepared.event, &prepared.values);
     write_transaction(conn, |conn| {
         if let Some(id) = find_event_id_by_uid(conn, calendar_id, &event.uid)? {
-            return Ok((replace_event_row(conn, id, event, &values)?, false));
+            return Ok((replace_event_row(conn, id, event, values)?, false));
         }
-        let id = insert_event_row(conn, calendar_id, &values)?;
+        let id = insert_event_row(conn, calendar_id, values)?;
         insert_overrides(conn, id, event)?;
         let stored = find_event(conn, id)?.ok_or(Error::EventNotFound(id))?;
         Ok((stored, true))

@@ -121,8 +121,14 @@ pub struct EventLength {
 
 impl EventLength {
     /// The end of an occurrence that starts at wall time `start` on `basis`.
+    ///
+    /// Saturates at chrono's last instant, which validated events (years 1 to 9999, at most a
+    /// year long) never reach.
     pub fn end_after(self, basis: TimeBasis, start: NaiveDateTime) -> DateTime<Utc> {
-        let after_days = start + chrono::Duration::days(self.days);
-        basis.to_utc(after_days) + chrono::Duration::seconds(self.seconds)
+        start
+            .checked_add_signed(chrono::Duration::days(self.days))
+            .map(|after_days| basis.to_utc(after_days))
+            .and_then(|end| end.checked_add_signed(chrono::Duration::seconds(self.seconds)))
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }

@@ -1,8 +1,11 @@
 //! Checks that an event or calendar stays within the stated limits before anything is written.
 
+use chrono::{Datelike, Duration, NaiveDateTime, Timelike};
+
 use super::NewCalendar;
 use super::event::{EventDetails, NewEvent, Place};
 use super::limits::{MAX_DESCRIPTION_CHARS, MAX_LOCATION_CHARS, MAX_RRULE_BYTES, MAX_TITLE_CHARS};
+use super::time::Moment;
 
 /// Longest UID, in bytes.
 pub const MAX_UID_BYTES: usize = 255;
@@ -20,6 +23,12 @@ pub const MAX_OVERRIDES: usize = 1_000;
 pub const MAX_CAPACITY: i32 = 1_000_000;
 /// Longest occurrence, in days.
 pub const MAX_LENGTH_DAYS: i64 = 366;
+/// Earliest year of any start, end or recurrence value.
+pub const MIN_YEAR: i32 = 1;
+/// Latest year of any start, end or recurrence value (iCalendar writes four-digit years).
+pub const MAX_YEAR: i32 = 9999;
+/// Largest COUNT of a stored RRULE.
+pub const MAX_COUNT: u64 = 10_000;
 /// Longest text in one place field, in characters.
 pub const MAX_PLACE_FIELD_CHARS: usize = 300;
 
@@ -150,13 +159,8 @@ fn check_uid(uid: &str) -> Result<(), InvalidField> {
 
 fn check_details(prefix: &str, details: &EventDetails) -> Result<(), InvalidField> {
     let field = |name: &str| format!("{prefix}{name}");
-    if details.title.trim().is_empty() {
-        return Err(InvalidField::new(
-            field("title"),
-            &details.title,
-            "must not be empty",
-        ));
-    }
+    // An empty title is allowed here because iCalendar makes SUMMARY optional; the API requires
+    // one when an event is created or changed.
     check_chars(&field("title"), &details.title, MAX_TITLE_CHARS)?;
     if let Some(text) = &details.description {
         check_chars(&field("description"), text, MAX_DESCRIPTION_CHARS)?;
@@ -209,6 +213,13 @@ fn check_place(prefix: &str, place: &Place) -> Result<(), InvalidField> {
 fn check_schedule(event: &NewEvent) -> Result<(), InvalidField> {
     let schedule = &event.schedule;
     check_length("duration", schedule.length.days, schedule.length.seconds)?;
+    check_wall("start", schedule.start)?;
+    check_wall(
+        "end",
+        schedule.start
+            + Duration::days(schedule.length.days)
+            + Duration::seconds(schedule.length.seconds),
+    )?;
     if let Some(rule) = &schedule.rrule {
         if rule.len() > MAX_RRULE_BYTES {
             return Err(InvalidField::new(
@@ -217,6 +228,7 @@ fn check_schedule(event: &NewEvent) -> Result<(), InvalidField> {
                 format!("is {} bytes, the limit is {MAX_RRULE_BYTES}", rule.len()),
             ));
         }
+        check_count(rule)?;
     }
     for (field, count) in [
         ("rdate", schedule.rdates.len()),
@@ -227,6 +239,70 @@ fn check_schedule(event: &NewEvent) -> Result<(), InvalidField> {
                 field,
                 format!("{count} values"),
                 format!("the limit is {MAX_EXTRA_DATES}"),
+            ));
+        }
+    }
+    for (i, rdate) in schedule.rdates.iter().enumerate() {
+        check_moment(&format!("rdate[{i}]"), rdate.at)?;
+    }
+    for (i, exdate) in schedule.exdates.iter().enumerate() {
+        check_moment(&format!("exdate[{i}]"), *exdate)?;
+    }
+    for (i, o) in event.overrides.iter().enumerate() {
+        check_moment(&format!("overrides[{i}].recurrence_id"), o.recurrence_id)?;
+        if let Some(start) = o.start {
+            check_wall(&format!("overrides[{i}].start"), start)?;
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a wall time lies in years 1 to 9999 (what iCalendar can write) and has no
+/// fraction of a second (which RRULE instances and occurrence ids cannot carry).
+pub fn check_wall(field: &str, wall: NaiveDateTime) -> Result<(), InvalidField> {
+    if !(MIN_YEAR..=MAX_YEAR).contains(&wall.year()) {
+        return Err(InvalidField::new(
+            field,
+            wall,
+            format!("must fall in the years {MIN_YEAR} to {MAX_YEAR}"),
+        ));
+    }
+    if wall.nanosecond() != 0 {
+        return Err(InvalidField::new(
+            field,
+            wall,
+            "must be a whole second: fractions and leap seconds are not supported",
+        ));
+    }
+    Ok(())
+}
+
+fn check_moment(field: &str, moment: Moment) -> Result<(), InvalidField> {
+    match moment {
+        Moment::Wall(wall) => check_wall(field, wall),
+        Moment::Utc(instant) => check_wall(field, instant.naive_utc()),
+    }
+}
+
+/// Bounds COUNT, because a window after a counted series' start is only found by walking every
+/// instance from the first one.
+fn check_count(rule: &str) -> Result<(), InvalidField> {
+    for part in rule.split(';') {
+        let Some((name, value)) = part.split_once('=') else {
+            continue;
+        };
+        if !name.trim().eq_ignore_ascii_case("COUNT") {
+            continue;
+        }
+        if value
+            .trim()
+            .parse::<u64>()
+            .is_ok_and(|count| count > MAX_COUNT)
+        {
+            return Err(InvalidField::new(
+                "rrule",
+                rule,
+                format!("COUNT is {}, the limit is {MAX_COUNT}", value.trim()),
             ));
         }
     }
@@ -264,6 +340,19 @@ fn check_chars(field: &str, text: &str, limit: usize) -> Result<(), InvalidField
             field,
             text,
             format!("is {count} characters, the limit is {limit}"),
+        ));
+    }
+    if let Some(control) = text
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(InvalidField::new(
+            field,
+            text,
+            format!(
+                "contains the control character U+{:04X}; only tab and line breaks are allowed",
+                u32::from(control)
+            ),
         ));
     }
     Ok(())

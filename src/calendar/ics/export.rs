@@ -150,7 +150,10 @@ fn event_header(feed_event: &FeedEvent<'_>) -> Vec<String> {
 }
 
 fn detail_lines(details: &EventDetails, url: Option<&str>) -> Vec<String> {
-    let mut lines = vec![format!("SUMMARY:{}", escape_text(&details.title))];
+    let mut lines = Vec::new();
+    if !details.title.is_empty() {
+        lines.push(format!("SUMMARY:{}", escape_text(&details.title)));
+    }
     if let Some(description) = &details.description {
         lines.push(format!("DESCRIPTION:{}", escape_text(description)));
     }

@@ -85,6 +85,20 @@ fn read_event(reader: &DateReader<'_>, vevent: &Component) -> Result<ReadEvent, 
             .property("DTSTART")
             .ok_or_else(|| missing("DTSTART"))?,
     )?;
+    if let Some(id) = vevent.property("RECURRENCE-ID") {
+        if id
+            .param("RANGE")
+            .is_some_and(|range| range.eq_ignore_ascii_case("THISANDFUTURE"))
+        {
+            // Applying it to one occurrence would silently change the meaning of the file.
+            return Err(super::vevent::invalid(
+                id,
+                "RANGE=THISANDFUTURE",
+                "overrides of this and all later occurrences are not supported; \
+                 split the series into two events instead",
+            ));
+        }
+    }
     let recurrence_id = vevent
         .property("RECURRENCE-ID")
         .map(|id| reader.read_one(id))
@@ -96,7 +110,7 @@ fn read_event(reader: &DateReader<'_>, vevent: &Component) -> Result<ReadEvent, 
         length: reader.length(vevent, start)?,
         rrule: read_rrule(vevent)?,
         rdates: reader.extra_dates(vevent, start.basis)?,
-        exdates: reader.exclusions(vevent, start.basis)?,
+        exdates: reader.exclusions(vevent, start)?,
     };
     let event = NewEvent {
         uid: read_uid(vevent),

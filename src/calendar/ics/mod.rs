@@ -149,6 +149,8 @@ pub enum IcsError {
 
 /// Parses a whole `.ics` file; any error rejects the whole file.
 pub fn parse_calendar(bytes: &[u8]) -> Result<ParsedCalendar, IcsError> {
+    // Some Windows exporters start the file with a UTF-8 byte order mark.
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let lines = lines::content_lines(bytes)?;
     let calendar = component::build_calendar(lines)?;
     import::import_calendar(&calendar)

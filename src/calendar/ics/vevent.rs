@@ -143,15 +143,20 @@ impl DateReader<'_> {
     }
 
     /// EXDATE values.
-    pub fn exclusions(
-        &self,
-        event: &Component,
-        series: TimeBasis,
-    ) -> Result<Vec<Moment>, IcsError> {
+    ///
+    /// A DATE on a timed series (written by some exporters against RFC 5545) excludes the
+    /// instance of that day at the series' time of day, instead of matching nothing.
+    pub fn exclusions(&self, event: &Component, start: Timed) -> Result<Vec<Moment>, IcsError> {
+        let series = start.basis;
         let mut moments = Vec::new();
         for property in event.properties_named("EXDATE") {
             for item in list_items(property)? {
-                moments.push(self.read(property, item)?.moment_for(series));
+                let value = self.read(property, item)?;
+                if value.basis == TimeBasis::AllDay && series != TimeBasis::AllDay {
+                    moments.push(Moment::Wall(value.wall.date().and_time(start.wall.time())));
+                } else {
+                    moments.push(value.moment_for(series));
+                }
             }
         }
         Ok(moments)

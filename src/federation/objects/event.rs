@@ -4,7 +4,7 @@
 //! times are those of the next occurrence and which carries the rule in `rose:` terms, plus one
 //! object per occurrence linked to the series by `rose:series`.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::json;
 
 use crate::calendar::event::{EventDetails, EventStatus};
@@ -93,7 +93,9 @@ fn next_occurrence(stored: &StoredEvent, now: DateTime<Utc>) -> Option<Occurrenc
         return live;
     }
     let all = Window {
-        from: first - chrono::Duration::days(36_500),
+        from: first
+            .checked_sub_signed(chrono::Duration::days(36_500))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
         to: DateTime::<Utc>::MAX_UTC,
     };
     occurrences(&stored.event, all, 1)
@@ -121,7 +123,8 @@ fn build(
         id,
         kind: "Event",
         name: details.title.clone(),
-        summary: summary(occurrence),
+        // ActivityStreams reads `summary` as HTML, so text from the event is escaped.
+        summary: escape_html(&summary(occurrence)),
         content: details.description.as_deref().map(html_paragraphs),
         media_type: details.description.as_ref().map(|_| "text/html"),
         start_time: wire_time(occurrence.start, basis),
@@ -202,6 +205,19 @@ fn instant_text(moment: Moment, basis: TimeBasis) -> String {
     utc_text(moment.to_utc(basis))
 }
 
+/// "Sun 1 Mar 2026, 10:00 to 12:00", with the end's date too when it falls on another day, and
+/// the start alone for an event without length.
+fn time_range(start: NaiveDateTime, end: NaiveDateTime) -> String {
+    let first = start.format("%a %-d %b %Y, %H:%M");
+    if end <= start {
+        first.to_string()
+    } else if end.date() == start.date() {
+        format!("{first} to {}", end.format("%H:%M"))
+    } else {
+        format!("{first} to {}", end.format("%a %-d %b %Y, %H:%M"))
+    }
+}
+
 /// The plain-text line for servers that show only `summary`: date, times, zone and place.
 pub fn summary(occurrence: &Occurrence) -> String {
     let basis = occurrence.basis;
@@ -219,22 +235,19 @@ pub fn summary(occurrence: &Occurrence) -> String {
             }
         }
         TimeBasis::Floating => format!(
-            "{} to {} (local time)",
-            occurrence.start.format("%a %-d %b %Y, %H:%M"),
-            occurrence.end.format("%H:%M")
+            "{} (local time)",
+            time_range(occurrence.start.naive_utc(), occurrence.end.naive_utc())
         ),
         TimeBasis::Utc => format!(
-            "{} to {} UTC",
-            occurrence.start.format("%a %-d %b %Y, %H:%M"),
-            occurrence.end.format("%H:%M")
+            "{} UTC",
+            time_range(occurrence.start.naive_utc(), occurrence.end.naive_utc())
         ),
         TimeBasis::Zoned(tz) => {
             let start = occurrence.start.with_timezone(&tz);
             let end = occurrence.end.with_timezone(&tz);
             format!(
-                "{} to {} {} (UTC{})",
-                start.format("%a %-d %b %Y, %H:%M"),
-                end.format("%H:%M"),
+                "{} {} (UTC{})",
+                time_range(start.naive_local(), end.naive_local()),
                 tz.name(),
                 start.format("%:z")
             )
