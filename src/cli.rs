@@ -65,8 +65,42 @@ pub enum Command {
         /// Input file; standard input when left out.
         file: Option<PathBuf>,
     },
+    /// Manage peers: other servers and how far their events are trusted.
+    Peer {
+        /// What to do with peers.
+        #[command(subcommand)]
+        action: PeerAction,
+    },
     /// Load and validate the settings, then print them without secrets.
     CheckConfig,
+}
+
+/// Peer subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PeerAction {
+    /// Record a peer, find its application actor (NodeInfo, then WebFinger) and follow it.
+    Add {
+        /// Host name, with the port when it is not the default.
+        domain: String,
+        /// Trust it at once instead of leaving it pending.
+        #[arg(long)]
+        trust: bool,
+    },
+    /// Merge this peer's events into the agenda.
+    Trust {
+        /// Host name, with the port when it is not the default.
+        domain: String,
+    },
+    /// Reject every request from this peer.
+    Block {
+        /// Host name, with the port when it is not the default.
+        domain: String,
+        /// Why, for the record.
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// List peers: domain, state, application actor.
+    List,
 }
 
 /// Migration subcommands.
@@ -124,6 +158,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Import { file, calendar } => import(&config, &file, &calendar),
         Command::Export { calendar } => export(&config, &calendar),
         Command::Expand { file } => expand(file.as_deref()),
+        Command::Peer { action } => peer(&config, action),
         Command::CheckConfig => check_config(&config),
     }
 }
@@ -268,6 +303,68 @@ fn expand(file: Option<&std::path::Path>) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn peer(config: &Config, action: PeerAction) -> anyhow::Result<()> {
+    use crate::federation::{discovery, peers, peers::PeerState};
+    let mut conn = open_database(config)?;
+    let settings = config.federation();
+    let mut out = std::io::stdout().lock();
+    match action {
+        PeerAction::Add { domain, trust } => {
+            let domain = peers::normalise_domain(&domain)?;
+            let state = if trust {
+                PeerState::Trusted
+            } else {
+                PeerState::Pending
+            };
+            peers::set_state(&mut conn, &domain, state, None)?;
+            let signer = discovery::instance_signer(&mut conn, &settings)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("cannot start the async runtime")?;
+            let actor = runtime
+                .block_on(discovery::resolve_application_actor(
+                    &settings, &signer, &domain,
+                ))
+                .with_context(|| {
+                    format!(
+                        "peer {domain} is recorded as {} but not followed",
+                        state.as_str()
+                    )
+                })?;
+            discovery::record_and_follow(&mut conn, &settings, &domain, &actor)?;
+            writeln!(
+                out,
+                "added {domain} ({}), following {}",
+                state.as_str(),
+                actor.actor_id
+            )?;
+        }
+        PeerAction::Trust { domain } => {
+            let domain = peers::normalise_domain(&domain)?;
+            peers::set_state(&mut conn, &domain, PeerState::Trusted, None)?;
+            writeln!(out, "trusted {domain}")?;
+        }
+        PeerAction::Block { domain, reason } => {
+            let domain = peers::normalise_domain(&domain)?;
+            peers::set_state(&mut conn, &domain, PeerState::Blocked, reason.as_deref())?;
+            writeln!(out, "blocked {domain}")?;
+        }
+        PeerAction::List => {
+            for peer in peers::list(&mut conn)? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}",
+                    peer.domain,
+                    peer.state.as_str(),
+                    peer.actor_id.as_deref().unwrap_or("-")
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn check_config(config: &Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -279,6 +376,7 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     writeln!(out, "listen = {}", config.listen)?;
     writeln!(out, "public_url = {}", config.public_url())?;
     writeln!(out, "pool_size = {}", config.pool_size)?;
+    writeln!(out, "federation_policy = {:?}", config.federation_policy)?;
     Ok(())
 }
 

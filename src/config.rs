@@ -42,6 +42,27 @@ pub struct Config {
         global = true
     )]
     pub pool_size: u32,
+
+    /// Which peers' events are merged: `allow-list` (only peers marked trusted) or `open`
+    /// (every peer that is not blocked).
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_FEDERATION_POLICY",
+        value_enum,
+        default_value = "allow-list",
+        global = true
+    )]
+    pub federation_policy: crate::federation::TrustPolicy,
+
+    /// Let outbound fetches reach localhost and 127.0.0.1 on an explicit port. For tests on
+    /// one machine only: it opens the server to requests against its own host.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_FEDERATION_ALLOW_LOCALHOST",
+        hide = true,
+        global = true
+    )]
+    pub federation_allow_localhost: bool,
 }
 
 impl Config {
@@ -62,6 +83,16 @@ impl Config {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
             None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Federation settings derived from these.
+    pub fn federation(&self) -> crate::federation::Settings {
+        crate::federation::Settings {
+            public_url: self.public_url(),
+            policy: self.federation_policy,
+            allow_localhost: self.federation_allow_localhost,
+            clock: crate::federation::Clock::System,
         }
     }
 

@@ -15,6 +15,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
     let state = AppState {
         pool,
         public_url: config.public_url(),
+        federation: config.federation(),
     };
     let listen = config.listen;
     let system = actix_web::rt::System::new();

@@ -117,7 +117,7 @@ fn occurrences_with_id(
         .find(|o| o.recurrence_id == Some(recurrence_id)))
 }
 
-fn asks_for_activity_json(request: &HttpRequest) -> bool {
+pub(super) fn asks_for_activity_json(request: &HttpRequest) -> bool {
     request
         .headers()
         .get(header::ACCEPT)

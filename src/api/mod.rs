@@ -9,6 +9,8 @@ mod calendars;
 pub mod error;
 mod event_json;
 mod events;
+mod federation;
+mod federation_admin;
 mod ics;
 
 use actix_web::{HttpRequest, web};
@@ -28,6 +30,8 @@ pub struct AppState {
     pub pool: DbPool,
     /// Public base URL without a trailing slash, for ids and links.
     pub public_url: String,
+    /// Federation settings (public URL, trust policy, fetch limits, clock).
+    pub federation: crate::federation::Settings,
 }
 
 impl AppState {
@@ -59,6 +63,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(agenda::routes)
             .configure(ics::routes)
             .configure(activitypub::routes)
+            .configure(federation::routes)
+            .configure(federation_admin::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -64,7 +64,133 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    actor_keys (actor_key) {
+        actor_key -> Text,
+        public_key_pem -> Text,
+        private_key_pem -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    calendar_federation (calendar_id) {
+        calendar_id -> BigInt,
+        manually_approves_followers -> Bool,
+    }
+}
+
+diesel::table! {
+    followers (id) {
+        id -> BigInt,
+        calendar_id -> BigInt,
+        actor_id -> Text,
+        inbox -> Text,
+        follow_activity_id -> Text,
+        follow_json -> Text,
+        state -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    peers (id) {
+        id -> BigInt,
+        domain -> Text,
+        state -> Text,
+        actor_id -> Nullable<Text>,
+        inbox -> Nullable<Text>,
+        reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    remote_actors (actor_id) {
+        actor_id -> Text,
+        key_id -> Text,
+        public_key_pem -> Text,
+        inbox -> Text,
+        shared_inbox -> Nullable<Text>,
+        fetched_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    remote_events (id) {
+        id -> BigInt,
+        object_id -> Text,
+        origin -> Text,
+        actor_id -> Text,
+        title -> Text,
+        url -> Nullable<Text>,
+        zone -> Nullable<Text>,
+        start_at -> Timestamp,
+        end_at -> Nullable<Timestamp>,
+        location -> Nullable<Text>,
+        place_json -> Nullable<Text>,
+        online_url -> Nullable<Text>,
+        capacity -> Nullable<Integer>,
+        remaining_capacity -> Nullable<Integer>,
+        status -> Text,
+        rrule -> Nullable<Text>,
+        object_updated -> Timestamp,
+        deleted -> Bool,
+        object_json -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    remote_occurrences (id) {
+        id -> BigInt,
+        remote_event_id -> BigInt,
+        start_at -> Timestamp,
+        end_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox_activities (id) {
+        id -> BigInt,
+        activity_id -> Text,
+        actor_id -> Text,
+        kind -> Text,
+        public -> Bool,
+        activity_json -> Text,
+        recipients_json -> Text,
+        published_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inbox_receipts (body_sha256) {
+        body_sha256 -> Text,
+        activity_id -> Text,
+        actor_id -> Text,
+        received_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(events -> calendars (calendar_id));
 diesel::joinable!(event_overrides -> events (event_id));
+diesel::joinable!(followers -> calendars (calendar_id));
+diesel::joinable!(calendar_federation -> calendars (calendar_id));
+diesel::joinable!(remote_occurrences -> remote_events (remote_event_id));
 
-diesel::allow_tables_to_appear_in_same_query!(calendars, events, event_overrides, api_tokens);
+diesel::allow_tables_to_appear_in_same_query!(
+    calendars,
+    events,
+    event_overrides,
+    api_tokens,
+    actor_keys,
+    calendar_federation,
+    followers,
+    peers,
+    remote_actors,
+    remote_events,
+    remote_occurrences,
+    outbox_activities,
+    inbox_receipts,
+);

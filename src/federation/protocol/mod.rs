@@ -1,5 +1,7 @@
 //! Wire shapes of ActivityPub objects, named as ActivityStreams names them.
 
+mod actor;
 mod event;
 
+pub use actor::{Actor, Endpoints, OrderedCollection, PublicKey};
 pub use event::{Event, EventLink, Place, PostalAddress};

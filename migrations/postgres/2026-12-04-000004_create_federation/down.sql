@@ -1,0 +1,9 @@
+DROP TABLE inbox_receipts;
+DROP TABLE outbox_activities;
+DROP TABLE remote_occurrences;
+DROP TABLE remote_events;
+DROP TABLE remote_actors;
+DROP TABLE peers;
+DROP TABLE followers;
+DROP TABLE calendar_federation;
+DROP TABLE actor_keys;

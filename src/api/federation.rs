@@ -1,0 +1,339 @@
+//! Federation routes: WebFinger, NodeInfo, actor documents, collections and the inbox.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{ApiError, AppState};
+use crate::calendar::store;
+use crate::federation::inbox::{self, InboxContext, InboxRequest, MAX_INBOX_BODY_BYTES, Rejection};
+use crate::federation::{ACTIVITY_JSON, actors, discovery, follows, outbox};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/.well-known/webfinger", web::get().to(webfinger))
+        .route("/.well-known/nodeinfo", web::get().to(nodeinfo_index))
+        .route("/nodeinfo/2.1", web::get().to(nodeinfo))
+        .route("/inbox", web::post().to(post_inbox))
+        .route("/actor", web::get().to(instance_actor))
+        .route("/actor/inbox", web::post().to(post_inbox))
+        .route("/actor/outbox", web::get().to(instance_outbox))
+        .route("/calendars/{slug}", web::get().to(calendar_actor))
+        .route("/calendars/{slug}/inbox", web::post().to(post_inbox))
+        .route("/calendars/{slug}/outbox", web::get().to(calendar_outbox))
+        .route(
+            "/calendars/{slug}/followers",
+            web::get().to(calendar_followers),
+        )
+        .route("/people/{person}", web::get().to(person_actor))
+        .route("/people/{person}/inbox", web::post().to(post_inbox))
+        .route("/people/{person}/outbox", web::get().to(person_outbox));
+}
+
+fn activity_json(body: &impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ACTIVITY_JSON)
+        .insert_header((header::VARY, "Accept"))
+        .json(body)
+}
+
+fn federation_error(error: crate::federation::Error) -> ApiError {
+    use crate::federation::Error as E;
+    match error {
+        E::Invalid(field) => ApiError::Invalid(field),
+        E::NotFound(text) => ApiError::NotFound(text),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WebfingerQuery {
+    resource: String,
+}
+
+/// `acct:<calendar slug>@<host>` names a calendar, `acct:events@<host>` the instance actor.
+async fn webfinger(
+    state: web::Data<AppState>,
+    query: web::Query<WebfingerQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let resource = query.into_inner().resource;
+    let settings = state.federation.clone();
+    let local = settings.local_domain();
+    let name = resource
+        .strip_prefix("acct:")
+        .and_then(|rest| rest.rsplit_once('@'))
+        .filter(|(_, host)| host.eq_ignore_ascii_case(&local))
+        .map(|(name, _)| name.to_owned())
+        .ok_or_else(|| {
+            ApiError::NotFound(format!("{resource:?} is not an acct: address on {local}"))
+        })?;
+    let public_url = settings.public_url.clone();
+    let href = if name == actors::INSTANCE_USERNAME || name == local {
+        actors::instance_id(&public_url)
+    } else {
+        let slug = name.clone();
+        let found = state
+            .with_conn(move |conn| Ok(store::find_calendar(conn, &slug)?))
+            .await?;
+        let calendar = found.ok_or_else(|| ApiError::NotFound(format!("no calendar {name:?}")))?;
+        actors::calendar_id(&public_url, &calendar.slug)
+    };
+    let body = json!({
+        "subject": resource,
+        "aliases": [href],
+        "links": [
+            {"rel": "self", "type": ACTIVITY_JSON, "href": href},
+            {"rel": "http://webfinger.net/rel/profile-page", "type": "text/html", "href": href},
+        ],
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/jrd+json")
+        .json(body))
+}
+
+/// The NodeInfo index. The 2.1 link comes first because Gancio reads only the first link.
+async fn nodeinfo_index(state: web::Data<AppState>) -> HttpResponse {
+    let base = &state.federation.public_url;
+    HttpResponse::Ok().json(json!({
+        "links": [
+            {"rel": "http://nodeinfo.diaspora.software/ns/schema/2.1", "href": format!("{base}/nodeinfo/2.1")},
+            {"rel": discovery::APPLICATION_REL, "href": actors::instance_id(base)},
+        ]
+    }))
+}
+
+async fn nodeinfo(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let base = state.federation.public_url.clone();
+    let calendars = state
+        .with_conn(|conn| Ok(store::list_calendars(conn, false)?.len()))
+        .await?;
+    let body = json!({
+        "version": "2.1",
+        "software": {
+            "name": "rose-events",
+            "version": env!("CARGO_PKG_VERSION"),
+            "repository": "https://rose-ash.org/rose-events",
+        },
+        "protocols": ["activitypub"],
+        "services": {"inbound": [], "outbound": []},
+        "openRegistrations": false,
+        "usage": {"users": {"total": calendars}},
+        "metadata": {"nodeActor": actors::instance_id(&base)},
+    });
+    Ok(HttpResponse::Ok()
+        .content_type(
+            "application/json; profile=\"http://nodeinfo.diaspora.software/ns/schema/2.1#\"",
+        )
+        .json(body))
+}
+
+async fn instance_actor(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let settings = state.federation.clone();
+    let document = state
+        .with_conn(move |conn| actors::instance_document(conn, &settings).map_err(federation_error))
+        .await?;
+    Ok(activity_json(&document))
+}
+
+async fn calendar_actor(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = slug.into_inner();
+    if !super::activitypub::asks_for_activity_json(&request) {
+        return Ok(HttpResponse::SeeOther()
+            .insert_header((header::LOCATION, format!("/api/v1/calendars/{slug}")))
+            .insert_header((header::VARY, "Accept"))
+            .finish());
+    }
+    let settings = state.federation.clone();
+    let document = state
+        .with_conn(move |conn| {
+            let calendar = store::find_calendar(conn, &slug)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
+            actors::calendar_document(conn, &settings, &calendar).map_err(federation_error)
+        })
+        .await?;
+    Ok(activity_json(&document))
+}
+
+async fn person_actor(
+    state: web::Data<AppState>,
+    person: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let person = person.into_inner();
+    let settings = state.federation.clone();
+    let document = state
+        .with_conn(move |conn| {
+            actors::person_document(conn, &settings, &person)
+                .map_err(federation_error)?
+                .ok_or_else(|| ApiError::NotFound(format!("person {person:?} has no actor")))
+        })
+        .await?;
+    Ok(activity_json(&document))
+}
+
+async fn outbox_of(state: &AppState, actor_id: String) -> Result<HttpResponse, ApiError> {
+    let id = format!("{actor_id}/outbox");
+    let (total, page) = state
+        .with_conn(move |conn| outbox::public_page(conn, &actor_id).map_err(federation_error))
+        .await?;
+    Ok(activity_json(
+        &crate::federation::protocol::OrderedCollection {
+            context: "https://www.w3.org/ns/activitystreams",
+            id,
+            kind: "OrderedCollection",
+            total_items: total,
+            ordered_items: page.into_iter().map(|r| r.activity).collect(),
+        },
+    ))
+}
+
+async fn instance_outbox(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = actors::instance_id(&state.federation.public_url);
+    outbox_of(&state, id).await
+}
+
+async fn calendar_outbox(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = slug.into_inner();
+    let check = slug.clone();
+    state
+        .with_conn(move |conn| {
+            store::find_calendar(conn, &check)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {check:?} not found")))
+        })
+        .await?;
+    let id = actors::calendar_id(&state.federation.public_url, &slug);
+    outbox_of(&state, id).await
+}
+
+async fn person_outbox(
+    state: web::Data<AppState>,
+    person: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let person = person.into_inner();
+    actors::check_person_id(&person).map_err(ApiError::Invalid)?;
+    let id = actors::person_id(&state.federation.public_url, &person);
+    outbox_of(&state, id).await
+}
+
+/// The followers collection lists accepted followers only.
+async fn calendar_followers(
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let slug = slug.into_inner();
+    let id = format!(
+        "{}/followers",
+        actors::calendar_id(&state.federation.public_url, &slug)
+    );
+    let accepted = state
+        .with_conn(move |conn| {
+            let calendar = store::find_calendar(conn, &slug)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
+            let list = follows::list(conn, calendar.id).map_err(federation_error)?;
+            Ok(list
+                .into_iter()
+                .filter(|f| f.accepted)
+                .map(|f| Value::String(f.actor_id))
+                .collect::<Vec<_>>())
+        })
+        .await?;
+    Ok(activity_json(
+        &crate::federation::protocol::OrderedCollection {
+            context: "https://www.w3.org/ns/activitystreams",
+            id,
+            kind: "OrderedCollection",
+            total_items: accepted.len() as i64,
+            ordered_items: accepted,
+        },
+    ))
+}
+
+/// Every inbox path leads here; the actor the path names does not change the processing.
+async fn post_inbox(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    payload: web::Payload,
+) -> HttpResponse {
+    let body = match payload.to_bytes_limited(MAX_INBOX_BODY_BYTES).await {
+        Ok(Ok(bytes)) => bytes.to_vec(),
+        Ok(Err(_)) => {
+            return ApiError::TooLarge {
+                size: MAX_INBOX_BODY_BYTES + 1,
+                limit: MAX_INBOX_BODY_BYTES,
+            }
+            .error_response();
+        }
+        Err(_) => {
+            return rejection_response(&Rejection {
+                status: 400,
+                field: Some("body".into()),
+                value: None,
+                detail: "the request body could not be read".into(),
+            });
+        }
+    };
+    let inbox_request = InboxRequest {
+        method: request.method().as_str().to_owned(),
+        path_and_query: request
+            .uri()
+            .path_and_query()
+            .map_or_else(|| request.path().to_owned(), |p| p.as_str().to_owned()),
+        headers: request
+            .headers()
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    name.as_str().to_ascii_lowercase(),
+                    value.to_str().ok()?.to_owned(),
+                ))
+            })
+            .collect(),
+        body,
+    };
+    let context = InboxContext {
+        pool: state.pool.clone(),
+        settings: state.federation.clone(),
+    };
+    match inbox::receive(&context, &inbox_request).await {
+        Ok(receipt) => HttpResponse::Accepted()
+            .content_type("application/json")
+            .json(json!({"status": 202, "detail": receipt.effect})),
+        Err(rejection) => rejection_response(&rejection),
+    }
+}
+
+fn rejection_response(rejection: &Rejection) -> HttpResponse {
+    let status = actix_web::http::StatusCode::from_u16(rejection.status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    if status.is_client_error() {
+        tracing::info!(status = rejection.status, detail = %rejection.detail, "inbox rejected a delivery");
+    }
+    let mut body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": rejection.status,
+        "detail": rejection.detail,
+    });
+    if let Some(field) = &rejection.field {
+        body["field"] = json!(field);
+    }
+    if let Some(value) = &rejection.value {
+        body["value"] = json!(value);
+    }
+    if rejection.status == 413 {
+        body["limit"] = json!(MAX_INBOX_BODY_BYTES);
+    }
+    let mut response = HttpResponse::build(status);
+    if rejection.status == 401 {
+        response.insert_header(("WWW-Authenticate", "Signature"));
+    }
+    response
+        .content_type("application/problem+json")
+        .body(body.to_string())
+}

@@ -1,0 +1,229 @@
+//! Token-protected federation administration: peers and their trust, and the followers of
+//! calendars that approve them by hand.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{ApiError, AppState, require_token};
+use crate::calendar::store;
+use crate::federation::follows::{self, FollowTarget};
+use crate::federation::peers::{self, PeerState};
+use crate::federation::{actors, discovery};
+
+pub(super) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/api/v1/peers", web::get().to(list_peers))
+        .route("/api/v1/peers", web::post().to(add_peer))
+        .route("/api/v1/peers/{domain}", web::put().to(set_peer))
+        .route(
+            "/api/v1/calendars/{slug}/federation",
+            web::put().to(set_calendar_federation),
+        )
+        .route(
+            "/api/v1/calendars/{slug}/followers",
+            web::get().to(list_followers),
+        )
+        .route(
+            "/api/v1/calendars/{slug}/followers/decision",
+            web::post().to(decide_follower),
+        );
+}
+
+fn federation_error(error: crate::federation::Error) -> ApiError {
+    use crate::federation::Error as E;
+    match error {
+        E::Invalid(field) => ApiError::Invalid(field),
+        E::NotFound(text) => ApiError::NotFound(text),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+async fn list_peers(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let list = state
+        .with_conn(|conn| peers::list(conn).map_err(federation_error))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "peers": list })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPeer {
+    domain: String,
+    #[serde(default)]
+    trust: bool,
+}
+
+/// Records a peer, resolves its application actor and follows it.
+async fn add_peer(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Json<AddPeer>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let body = body.into_inner();
+    let domain = peers::normalise_domain(&body.domain).map_err(ApiError::Invalid)?;
+    let peer_state = if body.trust {
+        PeerState::Trusted
+    } else {
+        PeerState::Pending
+    };
+    let settings = state.federation.clone();
+    let (stored_domain, signer_settings) = (domain.clone(), settings.clone());
+    let signer = state
+        .with_conn(move |conn| {
+            peers::set_state(conn, &stored_domain, peer_state, None).map_err(federation_error)?;
+            discovery::instance_signer(conn, &signer_settings).map_err(federation_error)
+        })
+        .await?;
+    let actor = discovery::resolve_application_actor(&settings, &signer, &domain)
+        .await
+        .map_err(|e| ApiError::invalid("domain", &domain, e.to_string()))?;
+    let peer = state
+        .with_conn(move |conn| {
+            discovery::record_and_follow(conn, &settings, &domain, &actor)
+                .map_err(federation_error)?;
+            peers::find(conn, &domain)
+                .map_err(federation_error)?
+                .ok_or_else(|| ApiError::NotFound(format!("peer {domain} not found")))
+        })
+        .await?;
+    Ok(HttpResponse::Created().json(peer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPeer {
+    state: String,
+    reason: Option<String>,
+}
+
+async fn set_peer(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    domain: web::Path<String>,
+    body: web::Json<SetPeer>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let domain = peers::normalise_domain(&domain.into_inner()).map_err(ApiError::Invalid)?;
+    let body = body.into_inner();
+    let peer_state = match body.state.as_str() {
+        "trusted" => PeerState::Trusted,
+        "pending" => PeerState::Pending,
+        "blocked" => PeerState::Blocked,
+        other => {
+            return Err(ApiError::invalid(
+                "state",
+                other,
+                "must be trusted, pending or blocked",
+            ));
+        }
+    };
+    if let Some(reason) = &body.reason
+        && reason.chars().count() > 500
+    {
+        return Err(ApiError::invalid(
+            "reason",
+            reason.chars().count(),
+            "is longer than the limit of 500 characters",
+        ));
+    }
+    let peer = state
+        .with_conn(move |conn| {
+            peers::set_state(conn, &domain, peer_state, body.reason.as_deref())
+                .map_err(federation_error)
+        })
+        .await?;
+    tracing::info!(peer = %peer.domain, state = peer.state.as_str(), "peer state changed");
+    Ok(HttpResponse::Ok().json(peer))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CalendarFederation {
+    manually_approves_followers: bool,
+}
+
+async fn set_calendar_federation(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    body: web::Json<CalendarFederation>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let slug = slug.into_inner();
+    let manual = body.manually_approves_followers;
+    state
+        .with_conn(move |conn| {
+            let calendar = store::find_calendar(conn, &slug)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
+            follows::set_manual_approval(conn, calendar.id, manual).map_err(federation_error)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "manually_approves_followers": manual })))
+}
+
+async fn list_followers(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let slug = slug.into_inner();
+    let list = state
+        .with_conn(move |conn| {
+            let calendar = store::find_calendar(conn, &slug)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
+            follows::list(conn, calendar.id).map_err(federation_error)
+        })
+        .await?;
+    let followers: Vec<_> = list
+        .into_iter()
+        .map(|f| json!({"actor": f.actor_id, "inbox": f.inbox, "accepted": f.accepted}))
+        .collect();
+    Ok(HttpResponse::Ok().json(json!({ "followers": followers })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Decision {
+    actor: String,
+    accept: bool,
+}
+
+async fn decide_follower(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+    slug: web::Path<String>,
+    body: web::Json<Decision>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let slug = slug.into_inner();
+    let body = body.into_inner();
+    let public_url = state.federation.public_url.clone();
+    state
+        .with_conn(move |conn| {
+            let calendar = store::find_calendar(conn, &slug)?
+                .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
+            let calendar_actor = actors::calendar_id(&public_url, &calendar.slug);
+            let target = FollowTarget {
+                calendar_id: calendar.id,
+                calendar_actor: &calendar_actor,
+            };
+            let decided = follows::decide(conn, &target, &body.actor, body.accept)
+                .map_err(federation_error)?;
+            if decided {
+                Ok(())
+            } else {
+                Err(ApiError::NotFound(format!(
+                    "{} has no pending follow of {slug}",
+                    body.actor
+                )))
+            }
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

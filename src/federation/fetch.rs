@@ -1,0 +1,292 @@
+//! Fetching ActivityPub documents from other servers, safely.
+//!
+//! Every fetch resolves the host first and rejects loopback, private, link-local, shared
+//! (CGNAT), multicast and unspecified addresses, then connects to the address it checked, so a
+//! second DNS answer cannot redirect it. Redirects are not followed. Bodies are capped and
+//! every fetch is signed by the instance actor, because many servers require signed fetches.
+//! The test setting `allow_localhost` lets `localhost` and 127.0.0.1 through when the URL names
+//! an explicit port.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::Settings;
+use super::signature;
+
+/// Largest document fetched, in bytes.
+pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+/// Time allowed for one fetch, connection included.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most fetches one incoming activity may cause.
+pub const MAX_FETCHES_PER_ACTIVITY: u32 = 3;
+
+/// Why a fetch failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    /// The URL is not an http(s) URL with a host.
+    #[error("URL {0:?} is not an http or https URL with a host")]
+    BadUrl(String),
+    /// The host resolves to an address we never contact.
+    #[error("URL {url} resolves to {address}, a private, loopback or link-local address")]
+    Forbidden {
+        /// The URL.
+        url: String,
+        /// The rejected address.
+        address: IpAddr,
+    },
+    /// The host does not resolve.
+    #[error("host of {url} does not resolve: {detail}")]
+    Resolve {
+        /// The URL.
+        url: String,
+        /// The resolver's error.
+        detail: String,
+    },
+    /// The budget of fetches for this activity is spent.
+    #[error(
+        "fetch of {0} refused: this activity already used its {MAX_FETCHES_PER_ACTIVITY} fetches"
+    )]
+    BudgetSpent(String),
+    /// The connection or transfer failed.
+    #[error("fetch of {url} failed: {detail}")]
+    Transport {
+        /// The URL.
+        url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server answered with a status other than 200.
+    #[error("fetch of {url} returned HTTP {status}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The status.
+        status: u16,
+    },
+    /// The body is larger than the cap.
+    #[error("document at {url} is larger than the limit of {MAX_DOCUMENT_BYTES} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+    },
+    /// The body is not a JSON object.
+    #[error("document at {url} is not a JSON object: {detail}")]
+    NotJson {
+        /// The URL.
+        url: String,
+        /// The parse error.
+        detail: String,
+    },
+}
+
+/// How many fetches an incoming activity may still make.
+#[derive(Debug)]
+pub struct FetchBudget {
+    remaining: u32,
+}
+
+impl Default for FetchBudget {
+    fn default() -> Self {
+        FetchBudget {
+            remaining: MAX_FETCHES_PER_ACTIVITY,
+        }
+    }
+}
+
+impl FetchBudget {
+    fn spend(&mut self, url: &str) -> Result<(), FetchError> {
+        if self.remaining == 0 {
+            return Err(FetchError::BudgetSpent(url.to_owned()));
+        }
+        self.remaining -= 1;
+        Ok(())
+    }
+}
+
+/// A key to sign fetches with: the instance actor's.
+#[derive(Clone)]
+pub struct FetchSigner {
+    /// `keyId` to send.
+    pub key_id: String,
+    /// PKCS#8 PEM.
+    pub private_key_pem: String,
+}
+
+/// Fetches `url` as ActivityPub JSON and returns the object, after the address checks.
+pub async fn fetch_json(
+    settings: &Settings,
+    signer: Option<&FetchSigner>,
+    budget: &mut FetchBudget,
+    url: &str,
+) -> Result<Value, FetchError> {
+    budget.spend(url)?;
+    let parsed = url::Url::parse(url).map_err(|_| FetchError::BadUrl(url.to_owned()))?;
+    let address = checked_address(settings, &parsed).await?;
+    let host = parsed
+        .host_str()
+        .ok_or_else(|| FetchError::BadUrl(url.to_owned()))?
+        .to_owned();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT)
+        .resolve(&host, address)
+        .build()
+        .map_err(|e| transport(url, &e))?;
+    let mut request = client.get(parsed.clone()).header(
+        "Accept",
+        "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
+    );
+    if let Some(signer) = signer {
+        let headers = signature::sign(
+            "GET",
+            &parsed,
+            None,
+            &signer.key_id,
+            &signer.private_key_pem,
+            chrono::Utc::now(),
+        )
+        .map_err(|detail| FetchError::Transport {
+            url: url.to_owned(),
+            detail,
+        })?;
+        request = request
+            .header("Date", headers.date)
+            .header("Signature", headers.signature);
+    }
+    let mut response = request.send().await.map_err(|e| transport(url, &e))?;
+    let status = response.status().as_u16();
+    if status != 200 {
+        return Err(FetchError::Status {
+            url: url.to_owned(),
+            status,
+        });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, &e))? {
+        if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
+            return Err(FetchError::TooLarge {
+                url: url.to_owned(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let value: Value =
+        super::incoming::parse_bounded_json(&body).map_err(|detail| FetchError::NotJson {
+            url: url.to_owned(),
+            detail,
+        })?;
+    if !value.is_object() {
+        return Err(FetchError::NotJson {
+            url: url.to_owned(),
+            detail: "top level is not an object".to_owned(),
+        });
+    }
+    Ok(value)
+}
+
+fn transport(url: &str, error: &reqwest::Error) -> FetchError {
+    FetchError::Transport {
+        url: url.to_owned(),
+        detail: error.to_string(),
+    }
+}
+
+/// Resolves the URL's host and returns an address we may connect to.
+async fn checked_address(settings: &Settings, url: &url::Url) -> Result<SocketAddr, FetchError> {
+    let text = url.as_str().to_owned();
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(FetchError::BadUrl(text));
+    }
+    let host = url
+        .host_str()
+        .ok_or_else(|| FetchError::BadUrl(text.clone()))?;
+    let port = url
+        .port_or_known_default()
+        .ok_or_else(|| FetchError::BadUrl(text.clone()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| FetchError::Resolve {
+            url: text.clone(),
+            detail: e.to_string(),
+        })?
+        .collect();
+    let local_allowed = settings.allow_localhost && url.port().is_some();
+    // Every address must pass: a name that resolves to one public and one private address
+    // could otherwise be steered to the private one.
+    for address in &addresses {
+        let ip = address.ip();
+        if !(is_public(ip) || local_allowed && ip.is_loopback()) {
+            return Err(FetchError::Forbidden {
+                url: text,
+                address: ip,
+            });
+        }
+    }
+    addresses.into_iter().next().ok_or(FetchError::Resolve {
+        url: text,
+        detail: "no addresses".to_owned(),
+    })
+}
+
+/// Whether an address is on the public internet.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let [a, b, ..] = v4.octets();
+            !(v4.is_private()
+                || v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_multicast()
+                || v4.is_broadcast()
+                || v4.is_unspecified()
+                || v4.is_documentation()
+                // 100.64.0.0/10, shared address space (RFC 6598).
+                || (a == 100 && (64..128).contains(&b))
+                // 0.0.0.0/8 and 240.0.0.0/4.
+                || a == 0
+                || a >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let first = v6.segments()[0];
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                // fc00::/7 unique local, fe80::/10 link-local.
+                || (first & 0xfe00) == 0xfc00
+                || (first & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_public;
+
+    #[test]
+    fn private_loopback_and_link_local_addresses_are_not_public() {
+        for text in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+        ] {
+            let ip = text.parse().map_err(|_| text);
+            assert_eq!(ip.map(is_public), Ok(false), "{text}");
+        }
+        let public = "93.184.216.34".parse().map_err(|_| ());
+        assert_eq!(public.map(is_public), Ok(true));
+    }
+}

@@ -1,0 +1,411 @@
+//! Step 5 of the inbox: what each activity type does.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use serde_json::Value;
+
+use super::{Checked, InboxContext, Receipt, Rejection, Trust};
+use crate::db::schema::inbox_receipts;
+use crate::db::{AnyConnection, write_transaction};
+use crate::federation::fetch::{FetchBudget, fetch_json};
+use crate::federation::follows::{self, FollowOutcome, FollowTarget};
+use crate::federation::incoming::{self, id_of, type_of};
+use crate::federation::peers::{self, PeerState};
+use crate::federation::remote::{self, Outcome};
+use crate::federation::remote_actors::RemoteActor;
+use crate::federation::{Settings, domain_of};
+
+/// Event-like object types: Hubzilla publishes events as `Invite`.
+const EVENT_TYPES: [&str; 1] = ["Event"];
+
+/// Runs the activity's effect.
+pub(super) async fn dispatch(
+    context: &InboxContext,
+    checked: Checked,
+    actor: &RemoteActor,
+    trust: Trust,
+    budget: &mut FetchBudget,
+) -> Result<Receipt, Rejection> {
+    let kind = checked.envelope.kind.clone();
+    match kind.as_str() {
+        "Follow" => follow(context, checked, actor).await,
+        "Undo" => undo(context, checked).await,
+        "Create" | "Update" | "Invite" => create_or_update(context, checked, trust).await,
+        "Delete" => delete(context, checked, trust).await,
+        "Announce" => announce(context, checked, budget).await,
+        "Accept" | "Reject" => {
+            log_decision(&checked, "ignored", "answer to our follow noted");
+            record_only(context, checked, "noted").await
+        }
+        _ => {
+            log_decision(&checked, "ignored", "activity type not handled");
+            record_only(context, checked, &format!("ignored: {kind} is not handled")).await
+        }
+    }
+}
+
+fn log_decision(checked: &Checked, decision: &str, reason: &str) {
+    tracing::info!(
+        peer = %domain_of(&checked.envelope.actor).unwrap_or_default(),
+        activity = %checked.envelope.id,
+        kind = %checked.envelope.kind,
+        decision,
+        reason,
+        "inbox decision"
+    );
+}
+
+/// Runs `effect` and stores the replay receipt in one transaction.
+async fn with_receipt<F>(
+    context: &InboxContext,
+    checked: &Checked,
+    effect: F,
+) -> Result<Receipt, Rejection>
+where
+    F: FnOnce(&mut AnyConnection) -> Result<String, Rejection> + Send + 'static,
+{
+    let sha = checked.body_sha256.clone();
+    let activity_id = checked.envelope.id.clone();
+    let actor_id = checked.envelope.actor.clone();
+    let now = checked.now.naive_utc();
+    context
+        .db(move |conn| {
+            write_transaction(conn, |conn| {
+                let inserted = diesel::insert_into(inbox_receipts::table)
+                    .values((
+                        inbox_receipts::body_sha256.eq(&sha),
+                        inbox_receipts::activity_id.eq(&activity_id),
+                        inbox_receipts::actor_id.eq(&actor_id),
+                        inbox_receipts::received_at.eq(now),
+                    ))
+                    .execute(conn);
+                match inserted {
+                    Ok(_) => {}
+                    Err(diesel::result::Error::DatabaseError(
+                        diesel::result::DatabaseErrorKind::UniqueViolation,
+                        _,
+                    )) => return Ok("duplicate delivery, already processed".to_owned()),
+                    Err(e) => return Err(Rejection::internal(&e)),
+                }
+                effect(conn)
+            })
+        })
+        .await
+        .map(|effect| Receipt { effect })
+}
+
+impl From<diesel::result::Error> for Rejection {
+    fn from(error: diesel::result::Error) -> Self {
+        Rejection::internal(&error)
+    }
+}
+
+async fn record_only(
+    context: &InboxContext,
+    checked: Checked,
+    effect: &str,
+) -> Result<Receipt, Rejection> {
+    let effect = effect.to_owned();
+    with_receipt(context, &checked, move |_| Ok(effect)).await
+}
+
+/// The calendar a local actor id names, if it is one of ours.
+fn local_calendar(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    id: &str,
+) -> Result<Option<crate::calendar::Calendar>, Rejection> {
+    let prefix = format!("{}/calendars/", settings.public_url);
+    let Some(slug) = id.strip_prefix(&prefix) else {
+        return Ok(None);
+    };
+    crate::calendar::store::find_calendar(conn, slug).map_err(|e| Rejection::internal(&e))
+}
+
+async fn follow(
+    context: &InboxContext,
+    checked: Checked,
+    actor: &RemoteActor,
+) -> Result<Receipt, Rejection> {
+    let target = checked
+        .activity
+        .get("object")
+        .and_then(id_of)
+        .unwrap_or_default()
+        .to_owned();
+    let settings = context.settings.clone();
+    let follower = checked.envelope.actor.clone();
+    let inbox = actor.inbox.clone();
+    let follow = checked.activity.clone();
+    log_decision(
+        &checked,
+        "accepted",
+        "follows are open to every server that is not blocked",
+    );
+    with_receipt(context, &checked, move |conn| {
+        let Some(calendar) = local_calendar(conn, &settings, &target)? else {
+            return Err(Rejection {
+                status: 422,
+                field: Some("object".into()),
+                value: Some(target.clone()),
+                detail: format!("{target} is not a calendar on this server"),
+            });
+        };
+        let calendar_actor =
+            crate::federation::actors::calendar_id(&settings.public_url, &calendar.slug);
+        let target = FollowTarget {
+            calendar_id: calendar.id,
+            calendar_actor: &calendar_actor,
+        };
+        let outcome = follows::follow(conn, &target, &follower, &inbox, &follow)
+            .map_err(|e| Rejection::internal(&e))?;
+        Ok(match outcome {
+            FollowOutcome::Accepted => format!("{follower} follows {}", calendar.slug),
+            FollowOutcome::Pending => format!("follow of {} waits for approval", calendar.slug),
+        })
+    })
+    .await
+}
+
+async fn undo(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejection> {
+    let object = checked
+        .activity
+        .get("object")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if type_of(&object).is_some_and(|t| t != "Follow") {
+        return record_only(context, checked, "ignored: only Undo of Follow is handled").await;
+    }
+    let settings = context.settings.clone();
+    let follower = checked.envelope.actor.clone();
+    let follow_id = id_of(&object).unwrap_or_default().to_owned();
+    // Gancio's inner Follow has no actor; Mastodon embeds the whole Follow; some send its id.
+    let target = object.get("object").and_then(id_of).map(str::to_owned);
+    with_receipt(context, &checked, move |conn| {
+        let calendar_ids: Vec<i64> = if let Some(target) = target {
+            local_calendar(conn, &settings, &target)?
+                .map(|c| vec![c.id])
+                .unwrap_or_default()
+        } else {
+            use crate::db::schema::followers;
+            followers::table
+                .filter(followers::actor_id.eq(&follower))
+                .filter(followers::follow_activity_id.eq(&follow_id))
+                .select(followers::calendar_id)
+                .load(conn)?
+        };
+        let mut removed = 0;
+        for id in calendar_ids {
+            if follows::unfollow(conn, id, &follower).map_err(|e| Rejection::internal(&e))? {
+                removed += 1;
+            }
+        }
+        Ok(format!("{follower} stopped following {removed} calendars"))
+    })
+    .await
+}
+
+/// The object of a Create, Update or Invite; an Announce may wrap a Create.
+fn event_object(activity: &Value) -> Option<&Value> {
+    let object = activity.get("object")?;
+    match type_of(object) {
+        Some("Create" | "Update") => event_object(object),
+        Some(kind) if EVENT_TYPES.contains(&kind) => Some(object),
+        _ => None,
+    }
+}
+
+async fn create_or_update(
+    context: &InboxContext,
+    checked: Checked,
+    trust: Trust,
+) -> Result<Receipt, Rejection> {
+    if trust == Trust::Untrusted {
+        log_decision(
+            &checked,
+            "ignored",
+            "peer is not trusted, content is not merged",
+        );
+        return record_only(context, checked, "ignored: this server is not trusted here").await;
+    }
+    let Some(object) = event_object(&checked.activity).cloned() else {
+        log_decision(&checked, "ignored", "object is not an embedded Event");
+        return record_only(context, checked, "ignored: object is not an embedded Event").await;
+    };
+    let origin = domain_of(&checked.envelope.actor).unwrap_or_default();
+    store_event(context, checked, object, origin).await
+}
+
+/// Reads and stores an Event whose origin is `origin`.
+async fn store_event(
+    context: &InboxContext,
+    checked: Checked,
+    object: Value,
+    origin: String,
+) -> Result<Receipt, Rejection> {
+    let data = incoming::event(&object).map_err(|field| {
+        log_decision(&checked, "rejected", &field.to_string());
+        Rejection::invalid(&field)
+    })?;
+    if domain_of(&data.object_id).as_deref() != Some(origin.as_str()) {
+        log_decision(&checked, "rejected", "object is not on its sender's host");
+        return Err(Rejection {
+            status: 422,
+            field: Some("object.id".into()),
+            value: Some(data.object_id.clone()),
+            detail: format!("object {} does not belong to {origin}", data.object_id),
+        });
+    }
+    let actor_id = data
+        .attributed_to
+        .clone()
+        .unwrap_or_else(|| checked.envelope.actor.clone());
+    let now = checked.now;
+    let json = object.to_string();
+    let receipt = with_receipt(context, &checked, move |conn| {
+        let outcome =
+            remote::upsert(conn, &origin, &actor_id, &data, &json, now).map_err(|e| match e {
+                crate::federation::Error::Invalid(field) => Rejection::invalid(&field),
+                other => Rejection::internal(&other),
+            })?;
+        Ok(describe(&outcome, &data.object_id))
+    })
+    .await?;
+    log_decision(&checked, "processed", &receipt.effect);
+    Ok(receipt)
+}
+
+fn describe(outcome: &Outcome, object_id: &str) -> String {
+    match outcome {
+        Outcome::Created => format!("stored event {object_id}"),
+        Outcome::Updated => format!("updated event {object_id}"),
+        Outcome::Deleted => format!("deleted event {object_id}"),
+        Outcome::Ignored(reason) => format!("ignored {object_id}: {reason}"),
+    }
+}
+
+/// When a Delete happened: the Tombstone's `deleted`, else the activity's `published`, else
+/// now.
+fn deletion_time(checked: &Checked) -> DateTime<Utc> {
+    let object = checked.activity.get("object");
+    [
+        object.and_then(|o| o.get("deleted")),
+        checked.activity.get("published"),
+        object.and_then(|o| o.get("updated")),
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(Value::as_str)
+    .find_map(|t| DateTime::parse_from_rfc3339(t).ok())
+    .map_or(checked.now, |t| t.to_utc())
+}
+
+async fn delete(
+    context: &InboxContext,
+    checked: Checked,
+    trust: Trust,
+) -> Result<Receipt, Rejection> {
+    if trust == Trust::Untrusted {
+        log_decision(&checked, "ignored", "peer is not trusted");
+        return record_only(context, checked, "ignored: this server is not trusted here").await;
+    }
+    // Mobilizon and Friendica send a Tombstone, Gancio the full Event, others only the id.
+    let Some(object_id) = checked
+        .activity
+        .get("object")
+        .and_then(id_of)
+        .map(str::to_owned)
+    else {
+        return Err(Rejection {
+            status: 422,
+            field: Some("object".into()),
+            value: None,
+            detail: "Delete has no object id".into(),
+        });
+    };
+    let origin = domain_of(&checked.envelope.actor).unwrap_or_default();
+    let version = deletion_time(&checked);
+    let receipt = with_receipt(context, &checked, move |conn| {
+        let outcome = remote::delete(conn, &origin, &object_id, version)
+            .map_err(|e| Rejection::internal(&e))?;
+        Ok(describe(&outcome, &object_id))
+    })
+    .await?;
+    log_decision(&checked, "processed", &receipt.effect);
+    Ok(receipt)
+}
+
+/// An Announce by a relay: the embedded copy is not trusted, the object is fetched from its
+/// origin, and the origin must be trusted.
+async fn announce(
+    context: &InboxContext,
+    checked: Checked,
+    budget: &mut FetchBudget,
+) -> Result<Receipt, Rejection> {
+    let object = checked
+        .activity
+        .get("object")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let inner = match type_of(&object) {
+        Some("Create" | "Update") => object.get("object").cloned().unwrap_or(Value::Null),
+        _ => object,
+    };
+    let Some(object_id) = id_of(&inner).map(str::to_owned) else {
+        return record_only(context, checked, "ignored: Announce without an object id").await;
+    };
+    let origin = domain_of(&object_id).unwrap_or_default();
+    let policy = context.settings.policy;
+    let state = {
+        let origin = origin.clone();
+        context
+            .db(move |conn| {
+                peers::effective_state(conn, &origin, policy).map_err(|e| Rejection::internal(&e))
+            })
+            .await?
+    };
+    if state != PeerState::Trusted {
+        log_decision(
+            &checked,
+            "ignored",
+            "origin of the announced object is not trusted",
+        );
+        return record_only(
+            context,
+            checked,
+            "ignored: origin of the announced object is not trusted",
+        )
+        .await;
+    }
+    let signer = context.signer().await?;
+    let fetched = match fetch_json(&context.settings, Some(&signer), budget, &object_id).await {
+        Ok(fetched) => fetched,
+        Err(error) => {
+            log_decision(
+                &checked,
+                "ignored",
+                &format!("cannot fetch the announced object: {error}"),
+            );
+            return record_only(
+                context,
+                checked,
+                "ignored: the announced object cannot be fetched",
+            )
+            .await;
+        }
+    };
+    if id_of(&fetched) != Some(object_id.as_str()) || type_of(&fetched) != Some("Event") {
+        log_decision(
+            &checked,
+            "ignored",
+            "fetched object is not the announced Event",
+        );
+        return record_only(
+            context,
+            checked,
+            "ignored: fetched object is not the announced Event",
+        )
+        .await;
+    }
+    store_event(context, checked, fetched, origin).await
+}

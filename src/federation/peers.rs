@@ -1,0 +1,195 @@
+//! Peers: other servers and how far we trust them.
+//!
+//! A peer is *trusted* (its events are merged into our agenda), *pending* (known, not yet
+//! trusted: its events are ignored) or *blocked* (its requests are rejected). A server with no
+//! row is treated as pending, except under the open policy, where every server that is not
+//! blocked counts as trusted.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use serde::Serialize;
+
+use super::{Error, TrustPolicy};
+use crate::calendar::validate::InvalidField;
+use crate::db::schema::peers;
+use crate::db::{AnyConnection, write_transaction};
+
+/// Longest peer domain accepted, in bytes.
+pub const MAX_DOMAIN_LEN: usize = 253 + 6;
+
+/// How far a peer is trusted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PeerState {
+    /// Its events are merged.
+    Trusted,
+    /// Known but not trusted: its events are ignored.
+    Pending,
+    /// Its requests are rejected.
+    Blocked,
+}
+
+impl PeerState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PeerState::Trusted => "trusted",
+            PeerState::Pending => "pending",
+            PeerState::Blocked => "blocked",
+        }
+    }
+
+    fn parse(text: &str) -> PeerState {
+        match text {
+            "trusted" => PeerState::Trusted,
+            "blocked" => PeerState::Blocked,
+            _ => PeerState::Pending,
+        }
+    }
+}
+
+/// A stored peer.
+#[derive(Clone, Debug, Serialize)]
+pub struct Peer {
+    /// Host, with the port when it is not the default.
+    pub domain: String,
+    /// Trust.
+    pub state: PeerState,
+    /// Its application actor, once resolved.
+    pub actor_id: Option<String>,
+    /// That actor's inbox.
+    pub inbox: Option<String>,
+    /// Why it has its state, as the operator wrote it.
+    pub reason: Option<String>,
+}
+
+type PeerRow = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn from_row((domain, state, actor_id, inbox, reason): PeerRow) -> Peer {
+    Peer {
+        domain,
+        state: PeerState::parse(&state),
+        actor_id,
+        inbox,
+        reason,
+    }
+}
+
+/// Normalises a domain as typed by an operator: lowercase, no scheme, path or trailing dot.
+pub fn normalise_domain(input: &str) -> Result<String, InvalidField> {
+    let trimmed = input.trim();
+    let candidate = if trimmed.contains("://") {
+        super::domain_of(trimmed)
+    } else {
+        super::domain_of(&format!("https://{trimmed}"))
+    };
+    match candidate {
+        Some(domain) if !domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN => Ok(domain),
+        _ => Err(InvalidField::new(
+            "domain",
+            input,
+            format!(
+                "must be a host name, optionally with a port, of at most {MAX_DOMAIN_LEN} bytes"
+            ),
+        )),
+    }
+}
+
+/// Finds a peer by domain.
+pub fn find(conn: &mut AnyConnection, domain: &str) -> Result<Option<Peer>, Error> {
+    let row: Option<PeerRow> = peers::table
+        .filter(peers::domain.eq(domain))
+        .select((
+            peers::domain,
+            peers::state,
+            peers::actor_id,
+            peers::inbox,
+            peers::reason,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(row.map(from_row))
+}
+
+/// Lists every peer by domain.
+pub fn list(conn: &mut AnyConnection) -> Result<Vec<Peer>, Error> {
+    let rows: Vec<PeerRow> = peers::table
+        .order(peers::domain)
+        .select((
+            peers::domain,
+            peers::state,
+            peers::actor_id,
+            peers::inbox,
+            peers::reason,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Creates or changes a peer's state, keeping its resolved actor.
+pub fn set_state(
+    conn: &mut AnyConnection,
+    domain: &str,
+    state: PeerState,
+    reason: Option<&str>,
+) -> Result<Peer, Error> {
+    let now = Utc::now().naive_utc();
+    write_transaction(conn, |conn| {
+        let changed = diesel::update(peers::table.filter(peers::domain.eq(domain)))
+            .set((
+                peers::state.eq(state.as_str()),
+                peers::reason.eq(reason),
+                peers::updated_at.eq(now),
+            ))
+            .execute(conn)?;
+        if changed == 0 {
+            diesel::insert_into(peers::table)
+                .values((
+                    peers::domain.eq(domain),
+                    peers::state.eq(state.as_str()),
+                    peers::reason.eq(reason),
+                    peers::created_at.eq(now),
+                    peers::updated_at.eq(now),
+                ))
+                .execute(conn)?;
+        }
+        find(conn, domain)?.ok_or_else(|| Error::NotFound(format!("peer {domain} vanished")))
+    })
+}
+
+/// Records the application actor a peer resolved to.
+pub fn set_actor(
+    conn: &mut AnyConnection,
+    domain: &str,
+    actor_id: &str,
+    inbox: &str,
+) -> Result<(), Error> {
+    diesel::update(peers::table.filter(peers::domain.eq(domain)))
+        .set((
+            peers::actor_id.eq(actor_id),
+            peers::inbox.eq(inbox),
+            peers::updated_at.eq(Utc::now().naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The trust in force for `domain` under `policy`.
+pub fn effective_state(
+    conn: &mut AnyConnection,
+    domain: &str,
+    policy: TrustPolicy,
+) -> Result<PeerState, Error> {
+    let stored = find(conn, domain)?.map(|peer| peer.state);
+    Ok(match (stored, policy) {
+        (Some(PeerState::Blocked), _) => PeerState::Blocked,
+        (Some(PeerState::Trusted), _) | (_, TrustPolicy::Open) => PeerState::Trusted,
+        _ => PeerState::Pending,
+    })
+}
