@@ -16,6 +16,9 @@ use crate::calendar::event::EventStatus;
 use crate::calendar::store;
 use crate::calendar::time::{TimeBasis, Window, resolve_local};
 
+/// The `origin` of our own events.
+pub const LOCAL_ORIGIN: &str = "local";
+
 /// Longest agenda window, in days.
 pub const MAX_WINDOW_DAYS: i64 = 400;
 /// Most occurrences in one response; more set `truncated`.
@@ -49,7 +52,10 @@ pub struct Agenda {
 /// One occurrence in the agenda.
 #[derive(Debug, Serialize)]
 pub struct AgendaEntry {
-    event_id: i64,
+    /// `local`, or the host of the peer a remote event came from.
+    origin: String,
+    /// Our event id; `null` for remote events.
+    event_id: Option<i64>,
     calendar: String,
     uid: String,
     recurrence_id: Option<String>,
@@ -104,16 +110,40 @@ async fn agenda(
                     max_occurrences: MAX_AGENDA_OCCURRENCES,
                 },
             )?;
+            let mut occurrences: Vec<AgendaEntry> = found
+                .items
+                .iter()
+                .map(|item| entry(item, &slugs, &public_url))
+                .collect();
+            let mut truncated = found.truncated;
+            // Events merged from trusted peers belong to no local calendar, so they are listed
+            // only in the agenda of all calendars.
+            if query.calendar.is_none() {
+                let remote = crate::federation::remote::occurrences_between(
+                    conn,
+                    window.from,
+                    window.to,
+                    MAX_AGENDA_OCCURRENCES + 1,
+                )
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                occurrences.extend(
+                    remote
+                        .iter()
+                        .filter(|(event, _)| query.include_cancelled || event.status != "cancelled")
+                        .map(|(event, span)| remote_entry(event, *span)),
+                );
+                occurrences.sort_by(|a, b| a.start_utc.cmp(&b.start_utc));
+                if occurrences.len() > MAX_AGENDA_OCCURRENCES {
+                    occurrences.truncate(MAX_AGENDA_OCCURRENCES);
+                    truncated = true;
+                }
+            }
             Ok(Agenda {
                 from: format_utc(window.from),
                 to: format_utc(window.to),
                 zone: viewer.name().to_owned(),
-                occurrences: found
-                    .items
-                    .iter()
-                    .map(|item| entry(item, &slugs, &public_url))
-                    .collect(),
-                truncated: found.truncated,
+                occurrences,
+                truncated,
             })
         })
         .await?;
@@ -124,7 +154,8 @@ fn entry(item: &AgendaItem, slugs: &HashMap<i64, String>, public_url: &str) -> A
     let occurrence = &item.occurrence;
     let basis = occurrence.basis;
     AgendaEntry {
-        event_id: item.event_id,
+        origin: LOCAL_ORIGIN.to_owned(),
+        event_id: Some(item.event_id),
         calendar: slugs.get(&item.calendar_id).cloned().unwrap_or_default(),
         uid: occurrence.uid.clone(),
         recurrence_id: occurrence.recurrence_id.map(format_utc),
@@ -140,6 +171,39 @@ fn entry(item: &AgendaItem, slugs: &HashMap<i64, String>, public_url: &str) -> A
         location: occurrence.details.location.clone(),
         overridden: occurrence.overridden,
         url: format!("{public_url}/events/{}", item.event_id),
+    }
+}
+
+fn remote_entry(
+    event: &crate::federation::remote::RemoteEvent,
+    (start, end): crate::federation::remote::Span,
+) -> AgendaEntry {
+    let basis = match event
+        .zone
+        .as_deref()
+        .and_then(|name| name.parse::<Tz>().ok())
+    {
+        Some(tz) => TimeBasis::Zoned(tz),
+        None => TimeBasis::Utc,
+    };
+    AgendaEntry {
+        origin: event.origin.clone(),
+        event_id: None,
+        calendar: event.actor_id.clone(),
+        uid: event.object_id.clone(),
+        recurrence_id: event.rrule.as_ref().map(|_| format_utc(start)),
+        title: event.title.clone(),
+        status: EventStatus::parse(&event.status).unwrap_or_default(),
+        start: format_in_basis(start, basis),
+        end: format_in_basis(end, basis),
+        start_utc: format_utc(start),
+        end_utc: format_utc(end),
+        zone: basis.zone().map(|tz| tz.name().to_owned()),
+        all_day: false,
+        floating: false,
+        location: event.location.clone(),
+        overridden: false,
+        url: event.url.clone().unwrap_or_else(|| event.object_id.clone()),
     }
 }
 

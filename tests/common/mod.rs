@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
+pub mod peer;
+
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Which database a test runs on.
@@ -169,6 +171,11 @@ pub fn run_cli(db: &TestDb, args: &[&str]) -> anyhow::Result<std::process::Outpu
 impl TestServer {
     /// Starts a server on a fresh database of `backend` and creates a token.
     pub fn start(backend: Backend) -> anyhow::Result<Self> {
+        Self::start_with_env(backend, &[])
+    }
+
+    /// Starts a server like [`TestServer::start`] with extra environment variables.
+    pub fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> anyhow::Result<Self> {
         let db = TestDb::new(backend)?;
         let token_output = run_cli(&db, &["token", "create", "--label", "test"])?;
         if !token_output.status.success() {
@@ -186,6 +193,7 @@ impl TestServer {
             .env("ROSE_EVENTS_LISTEN", format!("127.0.0.1:{port}"))
             .env("ROSE_EVENTS_LOG", "warn")
             .env("ROSE_EVENTS_POOL_SIZE", "4")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

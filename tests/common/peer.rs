@@ -1,0 +1,211 @@
+//! A fake Fediverse server on 127.0.0.1 for federation tests: it serves actor documents and
+//! objects from a map, records every request it gets, and signs deliveries to a server under
+//! test with a real RSA key.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::{Reply, TestServer, agent};
+
+/// One RSA key for every fake peer in a test binary: generating one takes a moment.
+fn shared_key() -> &'static (String, String) {
+    static KEY: OnceLock<(String, String)> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let pair = activitypub_federation::http_signatures::generate_actor_keypair()
+            .expect("RSA key generation works");
+        (pair.public_key, pair.private_key)
+    })
+}
+
+/// A request the fake peer received.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    /// Method.
+    pub method: String,
+    /// Path with query.
+    pub target: String,
+    /// Body text.
+    pub body: String,
+}
+
+/// A fake server on a free loopback port.
+pub struct FakePeer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// `127.0.0.1:PORT`, its name as a peer.
+    pub domain: String,
+    documents: Arc<Mutex<HashMap<String, Value>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl FakePeer {
+    /// Starts serving.
+    pub fn start() -> anyhow::Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let documents: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
+        let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let (docs, log, flag) = (documents.clone(), seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if flag.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let (docs, log) = (docs.clone(), log.clone());
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &docs, &log);
+                });
+            }
+        });
+        Ok(FakePeer {
+            base: format!("http://127.0.0.1:{port}"),
+            domain: format!("127.0.0.1:{port}"),
+            documents,
+            seen,
+            stop,
+        })
+    }
+
+    /// Serves `document` as ActivityPub JSON at `path` (with query, if any).
+    pub fn serve(&self, path: &str, document: Value) {
+        self.documents
+            .lock()
+            .expect("lock")
+            .insert(path.to_owned(), document);
+    }
+
+    /// Serves an actor document at `path` with the shared key and returns its id.
+    pub fn add_actor(&self, path: &str, kind: &str) -> String {
+        let id = format!("{}{path}", self.base);
+        self.serve(
+            path,
+            json!({
+                "@context": ["https://www.w3.org/ns/activitystreams", "https://w3id.org/security/v1"],
+                "id": id,
+                "type": kind,
+                "preferredUsername": path.trim_start_matches('/').replace('/', "_"),
+                "inbox": format!("{id}/inbox"),
+                "endpoints": {"sharedInbox": format!("{}/inbox", self.base)},
+                "publicKey": {
+                    "id": format!("{id}#main-key"),
+                    "owner": id,
+                    "publicKeyPem": shared_key().0,
+                },
+            }),
+        );
+        id
+    }
+
+    /// Requests received so far.
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().expect("lock").clone()
+    }
+
+    /// Signs `activity` as its `actor` and POSTs it to `path` on `server`.
+    pub fn deliver(&self, server: &TestServer, path: &str, activity: &Value) -> anyhow::Result<Reply> {
+        let body = activity.to_string();
+        let headers = self.signed_headers(server, path, &body, activity, chrono::Utc::now())?;
+        post(server, path, &body, &headers)
+    }
+
+    /// The headers of a correctly signed POST of `body`, signed at `at`.
+    pub fn signed_headers(
+        &self,
+        server: &TestServer,
+        path: &str,
+        body: &str,
+        activity: &Value,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let actor = activity["actor"].as_str().unwrap_or_default();
+        let url = url::Url::parse(&server.url(path))?;
+        let signed = rose_events::federation::signature::sign(
+            "POST",
+            &url,
+            Some(body.as_bytes()),
+            &format!("{actor}#main-key"),
+            &shared_key().1,
+            at,
+        )
+        .map_err(anyhow::Error::msg)?;
+        Ok(vec![
+            ("Host".into(), signed.host),
+            ("Date".into(), signed.date),
+            ("Digest".into(), signed.digest.unwrap_or_default()),
+            ("Signature".into(), signed.signature),
+        ])
+    }
+}
+
+/// POSTs `body` as ActivityPub JSON with extra headers.
+pub fn post(server: &TestServer, path: &str, body: &str, headers: &[(String, String)]) -> anyhow::Result<Reply> {
+    let mut request = agent()
+        .post(&server.url(path))
+        .set("Content-Type", "application/activity+json");
+    for (name, value) in headers {
+        request = request.set(name, value);
+    }
+    Reply::from_result(request.send_string(body))
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.domain.as_str());
+    }
+}
+
+fn serve_one(
+    stream: TcpStream,
+    documents: &Mutex<HashMap<String, Value>>,
+    seen: &Mutex<Vec<Seen>>,
+) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    let mut length = 0usize;
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = header.split_once(':')
+            && name.trim().eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap_or(0);
+        }
+    }
+    let mut body = vec![0; length.min(1 << 20)];
+    reader.read_exact(&mut body)?;
+    seen.lock().expect("lock").push(Seen {
+        method: method.clone(),
+        target: target.clone(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    });
+    let found = documents.lock().expect("lock").get(&target).cloned();
+    let (status, text) = match (method.as_str(), found) {
+        ("GET", Some(document)) => ("200 OK", document.to_string()),
+        ("POST", _) => ("202 Accepted", String::new()),
+        _ => ("404 Not Found", "{}".to_owned()),
+    };
+    let mut stream = stream;
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/activity+json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+        text.len()
+    )?;
+    stream.flush()
+}
