@@ -18,10 +18,14 @@ struct Case {
 }
 
 fn load(file: &str) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, Vec<Case>)> {
-    let path = format!("{}/tests/data/federation/{file}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/tests/data/federation/{file}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     let data: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
-    let now = chrono::DateTime::parse_from_rfc3339(data["server_now"].as_str().context("server_now")?)?
-        .to_utc();
+    let now =
+        chrono::DateTime::parse_from_rfc3339(data["server_now"].as_str().context("server_now")?)?
+            .to_utc();
     let mut cases = Vec::new();
     for case in data["cases"].as_array().context("cases")? {
         if case.get("replay_of").is_some() {
@@ -32,9 +36,17 @@ fn load(file: &str) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, Vec<Case>)
             .as_object()
             .context("headers")?
             .iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v.as_str().unwrap_or_default().to_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_ascii_lowercase(),
+                    v.as_str().unwrap_or_default().to_owned(),
+                )
+            })
             .collect();
-        let signature = headers.iter().find(|(k, _)| k == "signature").map(|(_, v)| v.clone());
+        let signature = headers
+            .iter()
+            .find(|(k, _)| k == "signature")
+            .map(|(_, v)| v.clone());
         let key_id = signature
             .as_deref()
             .and_then(|s| s.split("keyId=\"").nth(1))

@@ -111,7 +111,12 @@ impl FakePeer {
     }
 
     /// Signs `activity` as its `actor` and POSTs it to `path` on `server`.
-    pub fn deliver(&self, server: &TestServer, path: &str, activity: &Value) -> anyhow::Result<Reply> {
+    pub fn deliver(
+        &self,
+        server: &TestServer,
+        path: &str,
+        activity: &Value,
+    ) -> anyhow::Result<Reply> {
         let body = activity.to_string();
         let headers = self.signed_headers(server, path, &body, activity, chrono::Utc::now())?;
         post(server, path, &body, &headers)
@@ -147,7 +152,12 @@ impl FakePeer {
 }
 
 /// POSTs `body` as ActivityPub JSON with extra headers.
-pub fn post(server: &TestServer, path: &str, body: &str, headers: &[(String, String)]) -> anyhow::Result<Reply> {
+pub fn post(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    headers: &[(String, String)],
+) -> anyhow::Result<Reply> {
     let mut request = agent()
         .post(&server.url(path))
         .set("Content-Type", "application/activity+json");
