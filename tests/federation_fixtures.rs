@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use anyhow::Context;
-use common::peer::FakePeer;
+use common::peer::{FakePeer, deliver};
 use common::{Backend, Reply, TestServer, run_cli};
 use rose_events::federation::remote::{self, RemoteEvent};
 use serde_json::Value;
@@ -88,7 +88,7 @@ impl World {
         let actor = activity["actor"].as_str().context("actor")?.to_owned();
         let peer = self.owner(&actor)?;
         peer.add_actor(&path_of(&actor, &peer.base), "Person");
-        peer.deliver(&self.server, "/inbox", &activity)
+        deliver(&self.server, "/inbox", &activity)
     }
 
     fn stored(&self, object_id: &str) -> anyhow::Result<Option<RemoteEvent>> {
@@ -128,6 +128,7 @@ fn hosts_in(text: &str) -> Vec<String> {
     hosts
 }
 
+#[expect(clippy::expect_used, reason = "every caller passes a literal instant")]
 fn utc(text: &str) -> chrono::NaiveDateTime {
     chrono::DateTime::parse_from_rfc3339(text)
         .expect("valid test instant")
@@ -380,8 +381,7 @@ fn event_times_keep_their_instant(backend: Backend) -> anyhow::Result<()> {
             .to_string()
             .replace("https://agenda.example.org", &peer_base);
         let activity: Value = serde_json::from_str(&text)?;
-        let peer = world.owner(&peer_base)?;
-        let reply = peer.deliver(&world.server, "/inbox", &activity)?;
+        let reply = deliver(&world.server, "/inbox", &activity)?;
         let object_id = activity["object"]["id"].as_str().unwrap_or_default();
         let stored = world.stored(object_id)?;
         let expected = &case["expected"];

@@ -260,16 +260,17 @@ async fn post_inbox(
     state: web::Data<AppState>,
     payload: web::Payload,
 ) -> HttpResponse {
+    // The outer error is the size limit; the inner one a broken connection.
     let body = match payload.to_bytes_limited(MAX_INBOX_BODY_BYTES).await {
         Ok(Ok(bytes)) => bytes.to_vec(),
-        Ok(Err(_)) => {
+        Err(_) => {
             return ApiError::TooLarge {
                 size: MAX_INBOX_BODY_BYTES + 1,
                 limit: MAX_INBOX_BODY_BYTES,
             }
             .error_response();
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return rejection_response(&Rejection {
                 status: 400,
                 field: Some("body".into()),

@@ -13,14 +13,23 @@ use serde_json::{Value, json};
 
 use super::{Reply, TestServer, agent};
 
-/// One RSA key for every fake peer in a test binary: generating one takes a moment.
-fn shared_key() -> &'static (String, String) {
-    static KEY: OnceLock<(String, String)> = OnceLock::new();
+/// One RSA key pair (public, private PEM) for every fake peer in a test binary: generating
+/// one takes a moment.
+fn shared_key() -> anyhow::Result<&'static (String, String)> {
+    static KEY: OnceLock<Result<(String, String), String>> = OnceLock::new();
     KEY.get_or_init(|| {
-        let pair = activitypub_federation::http_signatures::generate_actor_keypair()
-            .expect("RSA key generation works");
-        (pair.public_key, pair.private_key)
+        activitypub_federation::http_signatures::generate_actor_keypair()
+            .map(|pair| (pair.public_key, pair.private_key))
+            .map_err(|e| e.to_string())
     })
+    .as_ref()
+    .map_err(|e| anyhow::anyhow!("RSA key generation failed: {e}"))
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// A request the fake peer received.
@@ -77,15 +86,13 @@ impl FakePeer {
 
     /// Serves `document` as ActivityPub JSON at `path` (with query, if any).
     pub fn serve(&self, path: &str, document: Value) {
-        self.documents
-            .lock()
-            .expect("lock")
-            .insert(path.to_owned(), document);
+        lock(&self.documents).insert(path.to_owned(), document);
     }
 
     /// Serves an actor document at `path` with the shared key and returns its id.
     pub fn add_actor(&self, path: &str, kind: &str) -> String {
         let id = format!("{}{path}", self.base);
+        let public_key = shared_key().map(|k| k.0.clone()).unwrap_or_default();
         self.serve(
             path,
             json!({
@@ -98,7 +105,7 @@ impl FakePeer {
                 "publicKey": {
                     "id": format!("{id}#main-key"),
                     "owner": id,
-                    "publicKeyPem": shared_key().0,
+                    "publicKeyPem": public_key,
                 },
             }),
         );
@@ -107,48 +114,42 @@ impl FakePeer {
 
     /// Requests received so far.
     pub fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().expect("lock").clone()
+        lock(&self.seen).clone()
     }
+}
 
-    /// Signs `activity` as its `actor` and POSTs it to `path` on `server`.
-    pub fn deliver(
-        &self,
-        server: &TestServer,
-        path: &str,
-        activity: &Value,
-    ) -> anyhow::Result<Reply> {
-        let body = activity.to_string();
-        let headers = self.signed_headers(server, path, &body, activity, chrono::Utc::now())?;
-        post(server, path, &body, &headers)
-    }
+/// Signs `activity` as its `actor` (an actor of a fake peer) and POSTs it to `path` on `server`.
+pub fn deliver(server: &TestServer, path: &str, activity: &Value) -> anyhow::Result<Reply> {
+    let body = activity.to_string();
+    let headers = signed_headers(server, path, &body, activity, chrono::Utc::now())?;
+    post(server, path, &body, &headers)
+}
 
-    /// The headers of a correctly signed POST of `body`, signed at `at`.
-    pub fn signed_headers(
-        &self,
-        server: &TestServer,
-        path: &str,
-        body: &str,
-        activity: &Value,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> anyhow::Result<Vec<(String, String)>> {
-        let actor = activity["actor"].as_str().unwrap_or_default();
-        let url = url::Url::parse(&server.url(path))?;
-        let signed = rose_events::federation::signature::sign(
-            "POST",
-            &url,
-            Some(body.as_bytes()),
-            &format!("{actor}#main-key"),
-            &shared_key().1,
-            at,
-        )
-        .map_err(anyhow::Error::msg)?;
-        Ok(vec![
-            ("Host".into(), signed.host),
-            ("Date".into(), signed.date),
-            ("Digest".into(), signed.digest.unwrap_or_default()),
-            ("Signature".into(), signed.signature),
-        ])
-    }
+/// The headers of a correctly signed POST of `body`, signed at `at`.
+pub fn signed_headers(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    activity: &Value,
+    at: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let actor = activity["actor"].as_str().unwrap_or_default();
+    let url = url::Url::parse(&server.url(path))?;
+    let signed = rose_events::federation::signature::sign(
+        "POST",
+        &url,
+        Some(body.as_bytes()),
+        &format!("{actor}#main-key"),
+        &shared_key()?.1,
+        at,
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok(vec![
+        ("Host".into(), signed.host),
+        ("Date".into(), signed.date),
+        ("Digest".into(), signed.digest.unwrap_or_default()),
+        ("Signature".into(), signed.signature),
+    ])
 }
 
 /// POSTs `body` as ActivityPub JSON with extra headers.
@@ -200,12 +201,12 @@ fn serve_one(
     }
     let mut body = vec![0; length.min(1 << 20)];
     reader.read_exact(&mut body)?;
-    seen.lock().expect("lock").push(Seen {
+    lock(seen).push(Seen {
         method: method.clone(),
         target: target.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
-    let found = documents.lock().expect("lock").get(&target).cloned();
+    let found = lock(documents).get(&target).cloned();
     let (status, text) = match (method.as_str(), found) {
         ("GET", Some(document)) => ("200 OK", document.to_string()),
         ("POST", _) => ("202 Accepted", String::new()),
