@@ -67,6 +67,18 @@ impl From<calendar::Error> for ApiError {
     }
 }
 
+impl From<crate::federation::Error> for ApiError {
+    fn from(error: crate::federation::Error) -> Self {
+        use crate::federation::Error as E;
+        match error {
+            E::Invalid(field) => ApiError::Invalid(field),
+            E::NotFound(text) => ApiError::NotFound(text),
+            E::Calendar(inner) => ApiError::from(inner),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::db::Error> for ApiError {
     fn from(error: crate::db::Error) -> Self {
         ApiError::Internal(error.to_string())

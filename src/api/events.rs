@@ -13,6 +13,7 @@ use crate::calendar::store::{self, StoredEvent};
 use crate::calendar::time::Window;
 use crate::calendar::validate::check_event;
 use crate::db::{AnyConnection, write_transaction};
+use crate::federation::publish::{self, Change};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/calendars/{slug}/events", web::get().to(list))
@@ -80,8 +81,17 @@ async fn create(
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
             let event = event_from_input(input.into_inner(), calendar.default_zone)?;
             check_event(&event).map_err(ApiError::Invalid)?;
-            let stored = store::insert_event(conn, calendar.id, &event)?;
-            Ok(event_output(&stored, &calendar.slug, &public_url))
+            write_transaction(conn, |conn| {
+                let stored = store::insert_event(conn, calendar.id, &event)?;
+                publish::event_changed(
+                    conn,
+                    &public_url,
+                    &stored,
+                    &calendar.slug,
+                    Change::Created,
+                )?;
+                Ok(event_output(&stored, &calendar.slug, &public_url))
+            })
         })
         .await?;
     Ok(HttpResponse::Created()
@@ -129,6 +139,7 @@ async fn update(
                 }
                 check_event(&event).map_err(ApiError::Invalid)?;
                 let stored = store::replace_event(conn, id, &event)?;
+                publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(event_output(&stored, &slug, &public_url))
             })
         })
@@ -143,12 +154,19 @@ async fn remove(
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let id = id.into_inner();
-    let deleted = state
-        .with_conn(move |conn| Ok(store::delete_event(conn, id)?))
+    let public_url = state.public_url.clone();
+    state
+        .with_conn(move |conn| {
+            write_transaction(conn, |conn| {
+                let (current, slug) = load_event(conn, id)?;
+                if !store::delete_event(conn, id)? {
+                    return Err(ApiError::NotFound(format!("event {id} not found")));
+                }
+                publish::event_deleted(conn, &public_url, id, current.calendar_id, &slug)?;
+                Ok(())
+            })
+        })
         .await?;
-    if !deleted {
-        return Err(ApiError::NotFound(format!("event {id} not found")));
-    }
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -187,6 +205,7 @@ async fn put_override(
                     ApiError::Invalid(invalid)
                 })?;
                 let stored = store::replace_event(conn, id, &event)?;
+                publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(event_output(&stored, &slug, &public_url))
             })
         })
@@ -201,10 +220,11 @@ async fn delete_override(
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let (id, recurrence_id) = path.into_inner();
+    let public_url = state.public_url.clone();
     state
         .with_conn(move |conn| {
             write_transaction(conn, |conn| {
-                let (current, _) = load_event(conn, id)?;
+                let (current, slug) = load_event(conn, id)?;
                 let mut event = current.event.clone();
                 let basis = event.schedule.basis;
                 let key = parse_moment("recurrence_id", &recurrence_id, basis)?.to_utc(basis);
@@ -217,7 +237,8 @@ async fn delete_override(
                         "event {id} has no override for {recurrence_id}"
                     )));
                 }
-                store::replace_event(conn, id, &event)?;
+                let stored = store::replace_event(conn, id, &event)?;
+                publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(())
             })
         })

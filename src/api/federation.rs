@@ -37,15 +37,6 @@ fn activity_json(body: &impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
-fn federation_error(error: crate::federation::Error) -> ApiError {
-    use crate::federation::Error as E;
-    match error {
-        E::Invalid(field) => ApiError::Invalid(field),
-        E::NotFound(text) => ApiError::NotFound(text),
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
 #[derive(Debug, Deserialize)]
 struct WebfingerQuery {
     resource: String,
@@ -130,7 +121,7 @@ async fn nodeinfo(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> 
 async fn instance_actor(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let settings = state.federation.clone();
     let document = state
-        .with_conn(move |conn| actors::instance_document(conn, &settings).map_err(federation_error))
+        .with_conn(move |conn| Ok(actors::instance_document(conn, &settings)?))
         .await?;
     Ok(activity_json(&document))
 }
@@ -152,7 +143,7 @@ async fn calendar_actor(
         .with_conn(move |conn| {
             let calendar = store::find_calendar(conn, &slug)?
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
-            actors::calendar_document(conn, &settings, &calendar).map_err(federation_error)
+            actors::calendar_document(conn, &settings, &calendar).map_err(ApiError::from)
         })
         .await?;
     Ok(activity_json(&document))
@@ -166,8 +157,7 @@ async fn person_actor(
     let settings = state.federation.clone();
     let document = state
         .with_conn(move |conn| {
-            actors::person_document(conn, &settings, &person)
-                .map_err(federation_error)?
+            actors::person_document(conn, &settings, &person)?
                 .ok_or_else(|| ApiError::NotFound(format!("person {person:?} has no actor")))
         })
         .await?;
@@ -177,7 +167,7 @@ async fn person_actor(
 async fn outbox_of(state: &AppState, actor_id: String) -> Result<HttpResponse, ApiError> {
     let id = format!("{actor_id}/outbox");
     let (total, page) = state
-        .with_conn(move |conn| outbox::public_page(conn, &actor_id).map_err(federation_error))
+        .with_conn(move |conn| Ok(outbox::public_page(conn, &actor_id)?))
         .await?;
     Ok(activity_json(
         &crate::federation::protocol::OrderedCollection {
@@ -235,7 +225,7 @@ async fn calendar_followers(
         .with_conn(move |conn| {
             let calendar = store::find_calendar(conn, &slug)?
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
-            let list = follows::list(conn, calendar.id).map_err(federation_error)?;
+            let list = follows::list(conn, Some(calendar.id))?;
             Ok(list
                 .into_iter()
                 .filter(|f| f.accepted)

@@ -29,23 +29,12 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         );
 }
 
-fn federation_error(error: crate::federation::Error) -> ApiError {
-    use crate::federation::Error as E;
-    match error {
-        E::Invalid(field) => ApiError::Invalid(field),
-        E::NotFound(text) => ApiError::NotFound(text),
-        other => ApiError::Internal(other.to_string()),
-    }
-}
-
 async fn list_peers(
     request: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
-    let list = state
-        .with_conn(|conn| peers::list(conn).map_err(federation_error))
-        .await?;
+    let list = state.with_conn(|conn| Ok(peers::list(conn)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "peers": list })))
 }
 
@@ -75,8 +64,8 @@ async fn add_peer(
     let (stored_domain, signer_settings) = (domain.clone(), settings.clone());
     let signer = state
         .with_conn(move |conn| {
-            peers::set_state(conn, &stored_domain, peer_state, None).map_err(federation_error)?;
-            discovery::instance_signer(conn, &signer_settings).map_err(federation_error)
+            peers::set_state(conn, &stored_domain, peer_state, None)?;
+            discovery::instance_signer(conn, &signer_settings).map_err(ApiError::from)
         })
         .await?;
     let actor = discovery::resolve_application_actor(&settings, &signer, &domain)
@@ -84,10 +73,8 @@ async fn add_peer(
         .map_err(|e| ApiError::invalid("domain", &domain, e.to_string()))?;
     let peer = state
         .with_conn(move |conn| {
-            discovery::record_and_follow(conn, &settings, &domain, &actor)
-                .map_err(federation_error)?;
-            peers::find(conn, &domain)
-                .map_err(federation_error)?
+            discovery::record_and_follow(conn, &settings, &domain, &actor)?;
+            peers::find(conn, &domain)?
                 .ok_or_else(|| ApiError::NotFound(format!("peer {domain} not found")))
         })
         .await?;
@@ -133,8 +120,12 @@ async fn set_peer(
     }
     let peer = state
         .with_conn(move |conn| {
-            peers::set_state(conn, &domain, peer_state, body.reason.as_deref())
-                .map_err(federation_error)
+            Ok(peers::set_state(
+                conn,
+                &domain,
+                peer_state,
+                body.reason.as_deref(),
+            )?)
         })
         .await?;
     tracing::info!(peer = %peer.domain, state = peer.state.as_str(), "peer state changed");
@@ -160,7 +151,7 @@ async fn set_calendar_federation(
         .with_conn(move |conn| {
             let calendar = store::find_calendar(conn, &slug)?
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
-            follows::set_manual_approval(conn, calendar.id, manual).map_err(federation_error)
+            follows::set_manual_approval(conn, calendar.id, manual).map_err(ApiError::from)
         })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "manually_approves_followers": manual })))
@@ -177,7 +168,7 @@ async fn list_followers(
         .with_conn(move |conn| {
             let calendar = store::find_calendar(conn, &slug)?
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
-            follows::list(conn, calendar.id).map_err(federation_error)
+            follows::list(conn, Some(calendar.id)).map_err(ApiError::from)
         })
         .await?;
     let followers: Vec<_> = list
@@ -210,11 +201,10 @@ async fn decide_follower(
                 .ok_or_else(|| ApiError::NotFound(format!("calendar {slug:?} not found")))?;
             let calendar_actor = actors::calendar_id(&public_url, &calendar.slug);
             let target = FollowTarget {
-                calendar_id: calendar.id,
+                calendar_id: Some(calendar.id),
                 calendar_actor: &calendar_actor,
             };
-            let decided = follows::decide(conn, &target, &body.actor, body.accept)
-                .map_err(federation_error)?;
+            let decided = follows::decide(conn, &target, &body.actor, body.accept)?;
             if decided {
                 Ok(())
             } else {

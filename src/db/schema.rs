@@ -83,7 +83,7 @@ diesel::table! {
 diesel::table! {
     followers (id) {
         id -> BigInt,
-        calendar_id -> BigInt,
+        calendar_id -> Nullable<BigInt>,
         actor_id -> Text,
         inbox -> Text,
         follow_activity_id -> Text,

@@ -126,9 +126,13 @@ pub fn instance_document(conn: &mut AnyConnection, settings: &Settings) -> Resul
             kind: "Application",
             username: INSTANCE_USERNAME,
             name: "rose-events",
-            summary: Some("The instance actor of this rose-events server.".to_owned()),
+            summary: Some(
+                "The instance actor of this rose-events server; its followers receive the \
+                 events of every calendar."
+                    .to_owned(),
+            ),
             followers: false,
-            manual: true,
+            manual: false,
             key,
         },
     ))

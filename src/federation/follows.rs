@@ -1,8 +1,10 @@
-//! Followers of our calendars: Follow, Accept, Reject and Undo.
+//! Followers of our calendars and of the instance actor: Follow, Accept, Reject and Undo.
 //!
 //! A Follow of a calendar that approves followers automatically is stored as accepted and
 //! answered with an Accept at once. A calendar with manual approval stores it as pending until
-//! an operator accepts or rejects it. Answers go out through [`super::outbox::publish`].
+//! an operator accepts or rejects it. Followers of the instance actor (peers that added us)
+//! are always accepted and receive the events of every calendar. Answers go out through
+//! [`super::outbox::publish`].
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -11,6 +13,21 @@ use serde_json::{Value, json};
 use super::{Error, outbox};
 use crate::db::schema::{calendar_federation, followers};
 use crate::db::{AnyConnection, write_transaction};
+
+diesel::define_sql_function! {
+    /// SQL `COALESCE` of a nullable id with a default.
+    fn coalesce(value: diesel::sql_types::Nullable<diesel::sql_types::BigInt>, default: diesel::sql_types::BigInt) -> diesel::sql_types::BigInt;
+}
+
+/// Stands for "no calendar" (the instance actor) in comparisons; ids start at 1.
+const INSTANCE_TARGET: i64 = 0;
+
+/// Filter on the followed actor: a calendar, or the instance when `None`.
+fn followed(
+    calendar_id: Option<i64>,
+) -> diesel::dsl::Eq<coalesce<followers::calendar_id, i64>, i64> {
+    coalesce(followers::calendar_id, INSTANCE_TARGET).eq(calendar_id.unwrap_or(INSTANCE_TARGET))
+}
 
 /// A follower of a calendar.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,10 +68,10 @@ pub fn set_manual_approval(
     })
 }
 
-/// Followers of `calendar_id`, accepted and pending, by actor id.
-pub fn list(conn: &mut AnyConnection, calendar_id: i64) -> Result<Vec<Follower>, Error> {
+/// Followers of a calendar (or of the instance for `None`), accepted and pending, by actor id.
+pub fn list(conn: &mut AnyConnection, calendar_id: Option<i64>) -> Result<Vec<Follower>, Error> {
     let rows: Vec<(String, String, String)> = followers::table
-        .filter(followers::calendar_id.eq(calendar_id))
+        .filter(followed(calendar_id))
         .order(followers::actor_id)
         .select((followers::actor_id, followers::inbox, followers::state))
         .load(conn)?;
@@ -77,12 +94,12 @@ pub enum FollowOutcome {
     Pending,
 }
 
-/// The calendar side of a Follow.
+/// The followed side of a Follow: a calendar or the instance actor.
 #[derive(Debug, Clone)]
 pub struct FollowTarget<'a> {
-    /// Calendar database id.
-    pub calendar_id: i64,
-    /// Calendar actor id.
+    /// Calendar database id, or `None` for the instance actor.
+    pub calendar_id: Option<i64>,
+    /// The followed actor's id.
     pub calendar_actor: &'a str,
 }
 
@@ -94,14 +111,17 @@ pub fn follow(
     inbox: &str,
     follow: &Value,
 ) -> Result<FollowOutcome, Error> {
-    let manual = manually_approves(conn, target.calendar_id)?;
+    let manual = match target.calendar_id {
+        Some(id) => manually_approves(conn, id)?,
+        None => false,
+    };
     let follow_id = super::incoming::id_of(follow)
         .unwrap_or_default()
         .to_owned();
     write_transaction(conn, |conn| {
         diesel::delete(
             followers::table
-                .filter(followers::calendar_id.eq(target.calendar_id))
+                .filter(followed(target.calendar_id))
                 .filter(followers::actor_id.eq(follower)),
         )
         .execute(conn)?;
@@ -140,7 +160,7 @@ pub fn decide(
 ) -> Result<bool, Error> {
     write_transaction(conn, |conn| {
         let found: Option<(String, String)> = followers::table
-            .filter(followers::calendar_id.eq(target.calendar_id))
+            .filter(followed(target.calendar_id))
             .filter(followers::actor_id.eq(follower))
             .filter(followers::state.eq("pending"))
             .select((followers::inbox, followers::follow_json))
@@ -151,7 +171,7 @@ pub fn decide(
         };
         let follow: Value = serde_json::from_str(&follow_json).unwrap_or(Value::Null);
         let rows = followers::table
-            .filter(followers::calendar_id.eq(target.calendar_id))
+            .filter(followed(target.calendar_id))
             .filter(followers::actor_id.eq(follower));
         if accept {
             diesel::update(rows)
@@ -167,10 +187,14 @@ pub fn decide(
 }
 
 /// Removes a follower after an Undo of its Follow; returns whether one was removed.
-pub fn unfollow(conn: &mut AnyConnection, calendar_id: i64, follower: &str) -> Result<bool, Error> {
+pub fn unfollow(
+    conn: &mut AnyConnection,
+    calendar_id: Option<i64>,
+    follower: &str,
+) -> Result<bool, Error> {
     let removed = diesel::delete(
         followers::table
-            .filter(followers::calendar_id.eq(calendar_id))
+            .filter(followed(calendar_id))
             .filter(followers::actor_id.eq(follower)),
     )
     .execute(conn)?;
@@ -197,4 +221,21 @@ fn answer(
     });
     outbox::publish(conn, &activity, &[inbox.to_owned()])?;
     Ok(())
+}
+
+/// Inboxes that receive the public activities of a calendar: its accepted followers and those
+/// of the instance actor, each inbox once.
+pub fn audience_inboxes(conn: &mut AnyConnection, calendar_id: i64) -> Result<Vec<String>, Error> {
+    let mut inboxes: Vec<String> = followers::table
+        .filter(
+            followers::calendar_id
+                .eq(calendar_id)
+                .or(followers::calendar_id.is_null()),
+        )
+        .filter(followers::state.eq("accepted"))
+        .select(followers::inbox)
+        .load(conn)?;
+    inboxes.sort();
+    inboxes.dedup();
+    Ok(inboxes)
 }

@@ -431,12 +431,10 @@ fn recurrence(object: &Value, zone: Option<Tz>) -> Result<Option<RemoteRecurrenc
                 "must be a wall time like 2026-05-05T19:00:00",
             )
         })?;
+    // NOTE: a series without a zone (UTC, floating or all-day at the sender) is stored as the
+    // one occurrence that startTime names: its wall times cannot be expanded safely here.
     if zone.is_none() {
-        return Err(InvalidField::new(
-            "object.timezone",
-            "",
-            "is needed to expand rose:rrule",
-        ));
+        return Ok(None);
     }
     let exdates = match object.get("rose:exdate") {
         Some(Value::Array(items)) => items

@@ -22,6 +22,7 @@ pub mod objects;
 pub mod outbox;
 pub mod peers;
 pub mod protocol;
+pub mod publish;
 pub mod remote;
 pub mod remote_actors;
 pub mod signature;
@@ -139,4 +140,7 @@ pub enum Error {
     /// Nothing with this name.
     #[error("{0}")]
     NotFound(String),
+    /// Reading calendars or events failed.
+    #[error(transparent)]
+    Calendar(#[from] crate::calendar::Error),
 }

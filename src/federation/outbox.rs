@@ -20,6 +20,8 @@ pub const PAGE_SIZE: i64 = 50;
 pub struct Recorded {
     /// Row id, increasing in publication order.
     pub id: i64,
+    /// Our actor that published it.
+    pub actor_id: String,
     /// The activity.
     pub activity: Value,
     /// Inbox URLs it is addressed to.
@@ -88,11 +90,12 @@ fn addressed_to_public(activity: &Value) -> bool {
     })
 }
 
-type Row = (i64, String, String, NaiveDateTime);
+type Row = (i64, String, String, String, NaiveDateTime);
 
-fn from_row((id, json, recipients, published_at): Row) -> Recorded {
+fn from_row((id, actor_id, json, recipients, published_at): Row) -> Recorded {
     Recorded {
         id,
+        actor_id,
         activity: serde_json::from_str(&json).unwrap_or(Value::Null),
         recipients: serde_json::from_str(&recipients).unwrap_or_default(),
         published_at: published_at.and_utc(),
@@ -106,6 +109,24 @@ pub fn all_of_actor(conn: &mut AnyConnection, actor_id: &str) -> Result<Vec<Reco
         .order(outbox_activities::id)
         .select((
             outbox_activities::id,
+            outbox_activities::actor_id,
+            outbox_activities::activity_json,
+            outbox_activities::recipients_json,
+            outbox_activities::published_at,
+        ))
+        .load(conn)?;
+    Ok(rows.into_iter().map(from_row).collect())
+}
+
+/// Activities of every actor published after row `after_id`, oldest first, at most `limit`.
+pub fn since(conn: &mut AnyConnection, after_id: i64, limit: i64) -> Result<Vec<Recorded>, Error> {
+    let rows: Vec<Row> = outbox_activities::table
+        .filter(outbox_activities::id.gt(after_id))
+        .order(outbox_activities::id)
+        .limit(limit)
+        .select((
+            outbox_activities::id,
+            outbox_activities::actor_id,
             outbox_activities::activity_json,
             outbox_activities::recipients_json,
             outbox_activities::published_at,
@@ -128,10 +149,36 @@ pub fn public_page(
         .limit(PAGE_SIZE)
         .select((
             outbox_activities::id,
+            outbox_activities::actor_id,
             outbox_activities::activity_json,
             outbox_activities::recipients_json,
             outbox_activities::published_at,
         ))
         .load(conn)?;
     Ok((total, rows.into_iter().map(from_row).collect()))
+}
+
+/// The key a delivery of `actor_id` (one of our actors) is signed with: its `keyId` and
+/// private key PEM. `None` when the id is not one of our actors.
+///
+/// The delivery worker calls this at send time, so keys are never copied into queued jobs.
+pub fn signing_key(
+    conn: &mut AnyConnection,
+    public_url: &str,
+    actor_id: &str,
+) -> Result<Option<(String, String)>, Error> {
+    let actor_key = if actor_id == super::actors::instance_id(public_url) {
+        super::keys::INSTANCE.to_owned()
+    } else if let Some(slug) = actor_id.strip_prefix(&format!("{public_url}/calendars/")) {
+        match crate::calendar::store::find_calendar(conn, slug)? {
+            Some(calendar) => super::keys::calendar_key(calendar.id),
+            None => return Ok(None),
+        }
+    } else if let Some(person) = actor_id.strip_prefix(&format!("{public_url}/people/")) {
+        super::keys::person_key(person)
+    } else {
+        return Ok(None);
+    };
+    let pair = super::keys::key_pair(conn, &actor_key)?;
+    Ok(Some((format!("{actor_id}#main-key"), pair.private_key_pem)))
 }

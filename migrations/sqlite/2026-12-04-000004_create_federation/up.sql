@@ -17,17 +17,20 @@ CREATE TABLE calendar_federation (
     manually_approves_followers BOOLEAN NOT NULL
 );
 
+-- Followers of a calendar, or of the instance actor when calendar_id is NULL (peers that follow
+-- the instance receive every calendar's events).
 CREATE TABLE followers (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    calendar_id BIGINT NOT NULL REFERENCES calendars (id) ON DELETE CASCADE,
+    calendar_id BIGINT REFERENCES calendars (id) ON DELETE CASCADE,
     actor_id TEXT NOT NULL,
     inbox TEXT NOT NULL,
     follow_activity_id TEXT NOT NULL,
     follow_json TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'accepted')),
-    created_at TIMESTAMP NOT NULL,
-    UNIQUE (calendar_id, actor_id)
+    created_at TIMESTAMP NOT NULL
 );
+
+CREATE INDEX followers_calendar ON followers (calendar_id, actor_id);
 
 -- Other servers, keyed by host (with the port when it is not the default one).
 CREATE TABLE peers (

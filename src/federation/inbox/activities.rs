@@ -122,6 +122,30 @@ fn local_calendar(
     crate::calendar::store::find_calendar(conn, slug).map_err(|e| Rejection::internal(&e))
 }
 
+/// The followed actor a local id names: one of our calendars, or the instance actor (`None`
+/// calendar id).
+fn local_followable(
+    conn: &mut AnyConnection,
+    settings: &Settings,
+    id: &str,
+) -> Result<(Option<i64>, String), Rejection> {
+    if id == crate::federation::actors::instance_id(&settings.public_url) {
+        return Ok((None, id.to_owned()));
+    }
+    match local_calendar(conn, settings, id)? {
+        Some(calendar) => Ok((
+            Some(calendar.id),
+            crate::federation::actors::calendar_id(&settings.public_url, &calendar.slug),
+        )),
+        None => Err(Rejection {
+            status: 422,
+            field: Some("object".into()),
+            value: Some(id.to_owned()),
+            detail: format!("{id} is not a calendar or the instance actor of this server"),
+        }),
+    }
+}
+
 async fn follow(
     context: &InboxContext,
     checked: Checked,
@@ -143,25 +167,16 @@ async fn follow(
         "follows are open to every server that is not blocked",
     );
     with_receipt(context, &checked, move |conn| {
-        let Some(calendar) = local_calendar(conn, &settings, &target)? else {
-            return Err(Rejection {
-                status: 422,
-                field: Some("object".into()),
-                value: Some(target.clone()),
-                detail: format!("{target} is not a calendar on this server"),
-            });
-        };
-        let calendar_actor =
-            crate::federation::actors::calendar_id(&settings.public_url, &calendar.slug);
+        let (calendar_id, followed_actor) = local_followable(conn, &settings, &target)?;
         let target = FollowTarget {
-            calendar_id: calendar.id,
-            calendar_actor: &calendar_actor,
+            calendar_id,
+            calendar_actor: &followed_actor,
         };
         let outcome = follows::follow(conn, &target, &follower, &inbox, &follow)
             .map_err(|e| Rejection::internal(&e))?;
         Ok(match outcome {
-            FollowOutcome::Accepted => format!("{follower} follows {}", calendar.slug),
-            FollowOutcome::Pending => format!("follow of {} waits for approval", calendar.slug),
+            FollowOutcome::Accepted => format!("{follower} follows {followed_actor}"),
+            FollowOutcome::Pending => format!("follow of {followed_actor} waits for approval"),
         })
     })
     .await
@@ -182,10 +197,8 @@ async fn undo(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejec
     // Gancio's inner Follow has no actor; Mastodon embeds the whole Follow; some send its id.
     let target = object.get("object").and_then(id_of).map(str::to_owned);
     with_receipt(context, &checked, move |conn| {
-        let calendar_ids: Vec<i64> = if let Some(target) = target {
-            local_calendar(conn, &settings, &target)?
-                .map(|c| vec![c.id])
-                .unwrap_or_default()
+        let targets: Vec<Option<i64>> = if let Some(target) = target {
+            vec![local_followable(conn, &settings, &target)?.0]
         } else {
             use crate::db::schema::followers;
             followers::table
@@ -195,12 +208,14 @@ async fn undo(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejec
                 .load(conn)?
         };
         let mut removed = 0;
-        for id in calendar_ids {
+        for id in targets {
             if follows::unfollow(conn, id, &follower).map_err(|e| Rejection::internal(&e))? {
                 removed += 1;
             }
         }
-        Ok(format!("{follower} stopped following {removed} calendars"))
+        Ok(format!(
+            "{follower} stopped following {removed} of our actors"
+        ))
     })
     .await
 }
