@@ -4,7 +4,7 @@
 mod common;
 
 use anyhow::Context;
-use common::peer::{FakePeer, deliver, post, signed_headers};
+use common::peer::{FakePeer, deliver, deliver_with_rotated_key, post, signed_headers};
 use common::{Backend, Reply, TestServer, agent, run_cli};
 use serde_json::{Value, json};
 
@@ -275,6 +275,29 @@ fn updates_only_from_origin_and_only_newer(backend: Backend) -> anyhow::Result<(
     Ok(())
 }
 
+fn rotated_key_is_fetched_again(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/org", "Person");
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &create_event(&peer, 1, "2027-01-01T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+
+    // Same key id, new key: the cached key fails, so the actor is fetched once more.
+    peer.add_actor_with_key("/users/org", "Person", true);
+    let fetches_before = peer.seen().len();
+    let event = create_event(&peer, 2, "2027-01-01T00:00:00Z");
+    let reply = deliver_with_rotated_key(&server, "/inbox", &event)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(peer.seen().len(), fetches_before + 1);
+    assert_eq!(agenda_count(&server)?, 2);
+    Ok(())
+}
+
 fn replay_has_no_second_effect(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
@@ -511,6 +534,7 @@ on_both_backends!(
     untrusted_and_blocked_peers,
     updates_only_from_origin_and_only_newer,
     replay_has_no_second_effect,
+    rotated_key_is_fetched_again,
     body_limits_are_enforced,
     manual_approval_waits_for_a_decision,
     discovery_documents,

@@ -17,7 +17,19 @@ use super::{Reply, TestServer, agent};
 /// one takes a moment.
 fn shared_key() -> anyhow::Result<&'static (String, String)> {
     static KEY: OnceLock<Result<(String, String), String>> = OnceLock::new();
-    KEY.get_or_init(|| {
+    make_key(&KEY)
+}
+
+/// Another key pair, for actors that rotate their key.
+fn second_key() -> anyhow::Result<&'static (String, String)> {
+    static KEY: OnceLock<Result<(String, String), String>> = OnceLock::new();
+    make_key(&KEY)
+}
+
+fn make_key(
+    cell: &'static OnceLock<Result<(String, String), String>>,
+) -> anyhow::Result<&'static (String, String)> {
+    cell.get_or_init(|| {
         activitypub_federation::http_signatures::generate_actor_keypair()
             .map(|pair| (pair.public_key, pair.private_key))
             .map_err(|e| e.to_string())
@@ -91,8 +103,15 @@ impl FakePeer {
 
     /// Serves an actor document at `path` with the shared key and returns its id.
     pub fn add_actor(&self, path: &str, kind: &str) -> String {
+        self.add_actor_with_key(path, kind, false)
+    }
+
+    /// Serves an actor document at `path` with the shared key, or with the second key when
+    /// `rotated`, and returns its id.
+    pub fn add_actor_with_key(&self, path: &str, kind: &str, rotated: bool) -> String {
         let id = format!("{}{path}", self.base);
-        let public_key = shared_key().map(|k| k.0.clone()).unwrap_or_default();
+        let key = if rotated { second_key() } else { shared_key() };
+        let public_key = key.map(|k| k.0.clone()).unwrap_or_default();
         self.serve(
             path,
             json!({
@@ -125,6 +144,24 @@ pub fn deliver(server: &TestServer, path: &str, activity: &Value) -> anyhow::Res
     post(server, path, &body, &headers)
 }
 
+/// Like [`deliver`], signed with the second key.
+pub fn deliver_with_rotated_key(
+    server: &TestServer,
+    path: &str,
+    activity: &Value,
+) -> anyhow::Result<Reply> {
+    let body = activity.to_string();
+    let headers = sign_with(
+        server,
+        path,
+        &body,
+        activity,
+        chrono::Utc::now(),
+        second_key()?,
+    )?;
+    post(server, path, &body, &headers)
+}
+
 /// The headers of a correctly signed POST of `body`, signed at `at`.
 pub fn signed_headers(
     server: &TestServer,
@@ -133,6 +170,17 @@ pub fn signed_headers(
     activity: &Value,
     at: chrono::DateTime<chrono::Utc>,
 ) -> anyhow::Result<Vec<(String, String)>> {
+    sign_with(server, path, body, activity, at, shared_key()?)
+}
+
+fn sign_with(
+    server: &TestServer,
+    path: &str,
+    body: &str,
+    activity: &Value,
+    at: chrono::DateTime<chrono::Utc>,
+    key: &(String, String),
+) -> anyhow::Result<Vec<(String, String)>> {
     let actor = activity["actor"].as_str().unwrap_or_default();
     let url = url::Url::parse(&server.url(path))?;
     let signed = rose_events::federation::signature::sign(
@@ -140,7 +188,7 @@ pub fn signed_headers(
         &url,
         Some(body.as_bytes()),
         &format!("{actor}#main-key"),
-        &shared_key()?.1,
+        &key.1,
         at,
     )
     .map_err(anyhow::Error::msg)?;

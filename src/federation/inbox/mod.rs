@@ -175,8 +175,8 @@ pub async fn receive(context: &InboxContext, request: &InboxRequest) -> Result<R
         });
     }
     let mut budget = FetchBudget::default();
-    let actor = match load_actor(context, &checked, &mut budget).await {
-        Ok(actor) => actor,
+    let (actor, from_cache) = match load_actor(context, &checked, &mut budget, true).await {
+        Ok(found) => found,
         Err(rejection) if is_delete_of_self(&checked) => {
             // Servers announce a deleted account signed by that account, whose key is gone.
             tracing::debug!(reason = %rejection, "ignored Delete of an actor we cannot fetch");
@@ -187,7 +187,17 @@ pub async fn receive(context: &InboxContext, request: &InboxRequest) -> Result<R
         Err(rejection) => return Err(rejection),
     };
     let trust = trust_gate(context, &checked.envelope).await?;
-    verify(&checked, request, &actor)?;
+    let actor = match verify_signature(&checked, request, &actor) {
+        Ok(()) => actor,
+        // The actor may have rotated its key under the same key id: fetch it once more.
+        Err(_) if from_cache => {
+            let (fresh, _) = load_actor(context, &checked, &mut budget, false).await?;
+            verify_signature(&checked, request, &fresh)?;
+            fresh
+        }
+        Err(rejection) => return Err(rejection),
+    };
+    verify_activity(&checked)?;
     activities::dispatch(context, checked, &actor, trust, &mut budget).await
 }
 
@@ -277,22 +287,26 @@ fn is_delete_of_self(checked: &Checked) -> bool {
 }
 
 /// Step 2: the sender's key, bound to the sender.
+/// Returns the actor and whether it came from the cache; `use_cache` false forces a fetch.
 async fn load_actor(
     context: &InboxContext,
     checked: &Checked,
     budget: &mut FetchBudget,
-) -> Result<RemoteActor, Rejection> {
+    use_cache: bool,
+) -> Result<(RemoteActor, bool), Rejection> {
     let actor_id = checked.envelope.actor.clone();
-    let cached = {
+    let cached = if use_cache {
         let id = actor_id.clone();
         context
             .db(move |conn| remote_actors::cached(conn, &id).map_err(|e| Rejection::internal(&e)))
             .await?
+    } else {
+        None
     };
     if let Some(actor) = cached
         && actor.key_id == checked.signature.key_id
     {
-        return Ok(actor);
+        return Ok((actor, true));
     }
     // Blocked servers are not even fetched from.
     let domain = domain_of(&actor_id).unwrap_or_default();
@@ -328,7 +342,7 @@ async fn load_actor(
     context
         .db(move |conn| remote_actors::store(conn, &stored).map_err(|e| Rejection::internal(&e)))
         .await?;
-    Ok(actor)
+    Ok((actor, false))
 }
 
 fn blocked_rejection(domain: &str) -> Rejection {
@@ -355,13 +369,21 @@ async fn trust_gate(context: &InboxContext, envelope: &Envelope) -> Result<Trust
     }
 }
 
-/// Step 4: the signature itself, then the activity's own rules.
-fn verify(checked: &Checked, request: &InboxRequest, actor: &RemoteActor) -> Result<(), Rejection> {
+/// Step 4a: the signature itself, with the actor's key.
+fn verify_signature(
+    checked: &Checked,
+    request: &InboxRequest,
+    actor: &RemoteActor,
+) -> Result<(), Rejection> {
     let parts = parts(request);
     let text = signature::signing_string(&checked.signature, &parts)
         .map_err(|e| Rejection::unauthorized(&e))?;
     signature::verify(&checked.signature, &text, &actor.public_key_pem)
-        .map_err(|e| Rejection::unauthorized(&e))?;
+        .map_err(|e| Rejection::unauthorized(&e))
+}
+
+/// Step 4b: the activity's own rules, which need no I/O.
+fn verify_activity(checked: &Checked) -> Result<(), Rejection> {
     if domain_of(&checked.envelope.id) != domain_of(&checked.envelope.actor) {
         return Err(Rejection {
             status: 422,
