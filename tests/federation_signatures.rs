@@ -129,7 +129,7 @@ fn signed_date_must_be_inside_the_window() -> anyhow::Result<()> {
 }
 
 #[test]
-fn the_same_requests_fail_a_day_later() -> anyhow::Result<()> {
+fn signatures_expire_after_a_day() -> anyhow::Result<()> {
     let (now, cases) = load("signature_dates.json")?;
     let later = now + chrono::Duration::days(1);
     for case in &cases {

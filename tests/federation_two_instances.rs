@@ -1,9 +1,9 @@
 //! Two servers on 127.0.0.1 with their own databases: A adds and trusts B, B's events reach
 //! A's agenda, follow B's changes and disappear when B deletes them.
 //!
-//! The durable delivery queue is not part of these servers, so the test delivers each
-//! activity from one server's outbox to the other's inbox itself, signed with the sending
-//! actor's key read from the sender's database, as a delivery worker does.
+//! The durable delivery queue is not part of these servers. So the test itself delivers each
+//! activity from one server's outbox to the other's inbox. It signs with the sending actor's
+//! key, read from the sender's database, as a delivery worker does.
 
 mod common;
 

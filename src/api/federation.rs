@@ -302,9 +302,6 @@ async fn post_inbox(
 fn rejection_response(rejection: &Rejection) -> HttpResponse {
     let status = actix_web::http::StatusCode::from_u16(rejection.status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
-    if status.is_client_error() {
-        tracing::info!(status = rejection.status, detail = %rejection.detail, "inbox rejected a delivery");
-    }
     let mut body = json!({
         "type": "about:blank",
         "title": status.canonical_reason().unwrap_or("Error"),

@@ -1,4 +1,4 @@
-//! Our actors: where they live and what their documents say.
+//! Our actors: where they live and what their documents contain.
 //!
 //! | actor | id | type |
 //! | --- | --- | --- |
@@ -18,7 +18,7 @@ use crate::calendar::Calendar;
 use crate::calendar::validate::InvalidField;
 use crate::db::AnyConnection;
 
-/// Longest person id, in characters.
+/// Maximum length of a person id, in characters.
 pub const MAX_PERSON_ID_CHARS: usize = 200;
 /// The instance actor's `preferredUsername`, also its WebFinger name.
 pub const INSTANCE_USERNAME: &str = "events";

@@ -3,7 +3,7 @@
 //! A peer advertises its application actor in NodeInfo (FEP-2677: a link with rel
 //! `https://www.w3.org/ns/activitystreams#Application`, which Gancio reads), or under
 //! WebFinger as `acct:<host>@<host>` (Mastodon's instance actor) or `acct:relay@<host>`
-//! (Mobilizon and Gancio). The first that answers wins.
+//! (Mobilizon and Gancio). The first that returns an actor is used.
 
 use serde_json::{Value, json};
 
@@ -147,7 +147,7 @@ pub fn record_and_follow(
             "id": format!("{ours}#follow/{}", uuid::Uuid::new_v4()),
             "type": "Follow",
             "actor": ours,
-            // Gancio answers only a Follow whose object is a plain IRI.
+            // Gancio ignores a Follow whose object is embedded instead of a plain IRI.
             "object": actor.actor_id,
             "to": [actor.actor_id],
         });

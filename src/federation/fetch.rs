@@ -57,7 +57,7 @@ pub enum FetchError {
         /// What failed.
         detail: String,
     },
-    /// The server answered with a status other than 200.
+    /// The server returned a status other than 200.
     #[error("fetch of {url} returned HTTP {status}")]
     Status {
         /// The URL.
@@ -124,37 +124,8 @@ pub async fn fetch_json(
     budget.spend(url)?;
     let parsed = url::Url::parse(url).map_err(|_| FetchError::BadUrl(url.to_owned()))?;
     let address = checked_address(settings, &parsed).await?;
-    let host = parsed
-        .host_str()
-        .ok_or_else(|| FetchError::BadUrl(url.to_owned()))?
-        .to_owned();
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(FETCH_TIMEOUT)
-        .resolve(&host, address)
-        .build()
-        .map_err(|e| transport(url, &e))?;
-    let mut request = client.get(parsed.clone()).header(
-        "Accept",
-        "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
-    );
-    if let Some(signer) = signer {
-        let headers = signature::sign(
-            "GET",
-            &parsed,
-            None,
-            &signer.key_id,
-            &signer.private_key_pem,
-            chrono::Utc::now(),
-        )
-        .map_err(|detail| FetchError::Transport {
-            url: url.to_owned(),
-            detail,
-        })?;
-        request = request
-            .header("Date", headers.date)
-            .header("Signature", headers.signature);
-    }
+
+    let request = build_request(&parsed, address, signer)?;
     let mut response = request.send().await.map_err(|e| transport(url, &e))?;
     let status = response.status().as_u16();
     if status != 200 {
@@ -163,6 +134,53 @@ pub async fn fetch_json(
             status,
         });
     }
+
+    let body = read_limited(&mut response, url).await?;
+    parse_object(&body, url)
+}
+
+/// A GET pinned to the checked address, signed when a signer is given.
+fn build_request(
+    url: &url::Url,
+    address: SocketAddr,
+    signer: Option<&FetchSigner>,
+) -> Result<reqwest::RequestBuilder, FetchError> {
+    let text = url.as_str();
+    let host = url
+        .host_str()
+        .ok_or_else(|| FetchError::BadUrl(text.to_owned()))?;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(FETCH_TIMEOUT)
+        .resolve(host, address)
+        .build()
+        .map_err(|e| transport(text, &e))?;
+    let request = client.get(url.clone()).header(
+        "Accept",
+        "application/activity+json, application/ld+json; profile=\"https://www.w3.org/ns/activitystreams\"",
+    );
+    let Some(signer) = signer else {
+        return Ok(request);
+    };
+    let headers = signature::sign(
+        "GET",
+        url,
+        None,
+        &signer.key_id,
+        &signer.private_key_pem,
+        chrono::Utc::now(),
+    )
+    .map_err(|detail| FetchError::Transport {
+        url: text.to_owned(),
+        detail,
+    })?;
+    Ok(request
+        .header("Date", headers.date)
+        .header("Signature", headers.signature))
+}
+
+/// Reads the body, stopping at [`MAX_DOCUMENT_BYTES`].
+async fn read_limited(response: &mut reqwest::Response, url: &str) -> Result<Vec<u8>, FetchError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| transport(url, &e))? {
         if body.len() + chunk.len() > MAX_DOCUMENT_BYTES {
@@ -172,18 +190,23 @@ pub async fn fetch_json(
         }
         body.extend_from_slice(&chunk);
     }
-    let value: Value =
-        super::incoming::parse_bounded_json(&body).map_err(|detail| FetchError::NotJson {
+    Ok(body)
+}
+
+fn parse_object(body: &[u8], url: &str) -> Result<Value, FetchError> {
+    let value =
+        super::incoming::parse_bounded_json(body).map_err(|detail| FetchError::NotJson {
             url: url.to_owned(),
             detail,
         })?;
-    if !value.is_object() {
-        return Err(FetchError::NotJson {
+    if value.is_object() {
+        Ok(value)
+    } else {
+        Err(FetchError::NotJson {
             url: url.to_owned(),
             detail: "top level is not an object".to_owned(),
-        });
+        })
     }
-    Ok(value)
 }
 
 fn transport(url: &str, error: &reqwest::Error) -> FetchError {
@@ -269,7 +292,7 @@ mod tests {
     use super::is_public;
 
     #[test]
-    fn private_loopback_and_link_local_addresses_are_not_public() {
+    fn non_public_addresses_are_rejected() {
         for text in [
             "127.0.0.1",
             "10.1.2.3",

@@ -1,7 +1,7 @@
 //! Followers of our calendars and of the instance actor: Follow, Accept, Reject and Undo.
 //!
 //! A Follow of a calendar that approves followers automatically is stored as accepted and
-//! answered with an Accept at once. A calendar with manual approval stores it as pending until
+//! confirmed with an Accept at once. A calendar with manual approval stores it as pending until
 //! an operator accepts or rejects it. Followers of the instance actor (peers that added us)
 //! are always accepted and receive the events of every calendar. Answers go out through
 //! [`super::outbox::publish`].

@@ -1,7 +1,7 @@
 //! Reading what peers send: bounded JSON, activity envelopes and `Event` objects in the
 //! shapes Mobilizon, Gancio, Friendica, Hubzilla, WordPress Event Bridge and rose-events use.
 //!
-//! Each reader names the field and the value it could not use, so the inbox can answer with a
+//! Each reader names the field and the value it could not use, so the inbox can return a
 //! problem that tells the sender what to fix.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
@@ -13,9 +13,9 @@ use crate::calendar::validate::InvalidField;
 
 /// Deepest JSON nesting accepted. Real activities nest about six levels.
 pub const MAX_JSON_DEPTH: usize = 32;
-/// Longest title kept, in characters; longer ones are cut.
+/// Maximum title length kept, in characters; longer titles are cut.
 const MAX_TITLE_CHARS: usize = 500;
-/// Longest text field kept, in characters; longer ones are cut.
+/// Maximum length kept of other text fields, in characters; longer values are cut.
 const MAX_TEXT_CHARS: usize = 2_000;
 
 /// Parses JSON and rejects documents nested deeper than [`MAX_JSON_DEPTH`].
@@ -219,7 +219,7 @@ pub fn event(object: &Value) -> Result<RemoteEventData, InvalidField> {
 
 /// Reads `startTime` or `endTime`.
 ///
-/// An offset or `Z` fixes the instant, whatever `timezone` says (Gancio sends its instance's
+/// An offset or `Z` fixes the instant, whatever `timezone` names (Gancio sends its instance's
 /// offset, Friendica `+00:00`). A time without an offset, or with `-00:00` (RFC 3339's
 /// "offset unknown", which Hubzilla writes for floating events), is a wall time: it is read in
 /// `timezone`, and rejected when there is none, because reading it as UTC would move it.

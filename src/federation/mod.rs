@@ -9,7 +9,7 @@
 //! - a *remote event* is an `Event` received from a trusted peer and stored with its
 //!   occurrences, so that the agenda can list it beside our own.
 //!
-//! `protocol` holds wire shapes only; the other modules hold behaviour.
+//! `protocol` contains wire shapes only, and the other modules contain behaviour.
 
 pub mod actors;
 pub mod discovery;

@@ -14,7 +14,7 @@ use crate::calendar::validate::InvalidField;
 use crate::db::schema::peers;
 use crate::db::{AnyConnection, write_transaction};
 
-/// Longest peer domain accepted, in bytes.
+/// Maximum length of a peer domain, in bytes.
 pub const MAX_DOMAIN_LEN: usize = 253 + 6;
 
 /// How far a peer is trusted.

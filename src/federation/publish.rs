@@ -4,6 +4,10 @@
 //! Each activity is built from the event as stored, so it is called after the change in the
 //! same transaction. A recurring event goes out as one `Event` for the series, timed at its
 //! next occurrence and carrying its RRULE in our `rose:` terms.
+//!
+//! NOTE: only the event routes of the JSON API publish. Events written by an iCalendar import
+//! and events removed with their calendar are not announced, so followers keep stale copies
+//! of those until the event is next changed through the API.
 
 use chrono::Utc;
 use serde_json::{Value, json};

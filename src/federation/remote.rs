@@ -17,7 +17,7 @@ use crate::db::schema::{remote_events, remote_occurrences};
 use crate::db::{AnyConnection, write_transaction};
 
 /// Length given to an event that arrives without `endTime`, for overlap checks and listings.
-/// FEP-8a8e says such an event has no end to show; we show none in the object we keep.
+/// FEP-8a8e specifies that such an event has no end to show, so the stored `end_at` stays empty.
 pub const DEFAULT_LENGTH: Duration = Duration::hours(2);
 /// How far ahead a peer's series is expanded.
 pub const SERIES_HORIZON: Duration = Duration::days(400);
@@ -36,7 +36,7 @@ pub enum Outcome {
     Updated,
     /// A stored remote event was marked deleted.
     Deleted,
-    /// Nothing changed; the text says why.
+    /// Nothing changed; the text gives the reason.
     Ignored(String),
 }
 

@@ -36,6 +36,7 @@ pub fn from_document(document: &Value, expected_id: &str) -> Result<RemoteActor,
     if id != expected_id {
         return Err(format!("document at {expected_id} has id {id:?}"));
     }
+
     let key = match document.get("publicKey") {
         Some(Value::Array(keys)) => keys.first(),
         other => other,
@@ -50,6 +51,7 @@ pub fn from_document(document: &Value, expected_id: &str) -> Result<RemoteActor,
         .get("publicKeyPem")
         .and_then(Value::as_str)
         .ok_or_else(|| format!("key of actor {id} has no publicKeyPem"))?;
+
     let inbox = document
         .get("inbox")
         .and_then(Value::as_str)

@@ -345,6 +345,7 @@ pub fn sign(
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
+
     let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
     let digest = body.map(|b| format!("SHA-256={}", BASE64.encode(Sha256::digest(b))));
     let mut target = url.path().to_owned();
@@ -362,6 +363,7 @@ pub fn sign(
         names.push("digest");
         lines.push(format!("digest: {digest}"));
     }
+
     let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem)
         .map_err(|e| format!("private key of {key_id} cannot be read: {e}"))?;
     let signed = SigningKey::<Sha256>::new(key).sign(lines.join("\n").as_bytes());

@@ -247,6 +247,7 @@ fn serve_one(
             length = value.trim().parse().unwrap_or(0);
         }
     }
+
     let mut body = vec![0; length.min(1 << 20)];
     reader.read_exact(&mut body)?;
     lock(seen).push(Seen {
@@ -254,6 +255,7 @@ fn serve_one(
         target: target.clone(),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
+
     let found = lock(documents).get(&target).cloned();
     let (status, text) = match (method.as_str(), found) {
         ("GET", Some(document)) => ("200 OK", document.to_string()),

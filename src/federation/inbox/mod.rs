@@ -96,7 +96,7 @@ impl std::fmt::Display for Rejection {
     }
 }
 
-/// What the inbox did with an accepted delivery (answered 202).
+/// What the inbox did with an accepted delivery (status 202).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Receipt {
     /// Short description of the effect, or why there was none.
@@ -162,11 +162,26 @@ impl InboxContext {
     }
 }
 
-/// Processes one inbox delivery through the five steps.
-#[tracing::instrument(skip_all, fields(activity, actor))]
+/// Processes one inbox delivery through the five steps, and logs a rejection with the
+/// sender's host and the reason.
+#[tracing::instrument(skip_all, fields(peer, activity, actor))]
 pub async fn receive(context: &InboxContext, request: &InboxRequest) -> Result<Receipt, Rejection> {
+    let result = run_steps(context, request).await;
+    if let Err(rejection) = &result {
+        tracing::info!(
+            status = rejection.status,
+            reason = %rejection.detail,
+            "inbox rejected a delivery"
+        );
+    }
+    result
+}
+
+async fn run_steps(context: &InboxContext, request: &InboxRequest) -> Result<Receipt, Rejection> {
     let checked = check_signature(&context.settings, request)?;
+    let peer = domain_of(&checked.envelope.actor).unwrap_or_default();
     tracing::Span::current()
+        .record("peer", peer.as_str())
         .record("activity", checked.envelope.id.as_str())
         .record("actor", checked.envelope.actor.as_str());
     if already_received(context, &checked.body_sha256).await? {
@@ -308,6 +323,7 @@ async fn load_actor(
     {
         return Ok((actor, true));
     }
+
     // Blocked servers are not even fetched from.
     let domain = domain_of(&actor_id).unwrap_or_default();
     let blocked = {
@@ -323,12 +339,14 @@ async fn load_actor(
     if blocked {
         return Err(blocked_rejection(&domain));
     }
+
     let signer = context.signer().await?;
     let document = fetch_json(&context.settings, Some(&signer), budget, &actor_id)
         .await
         .map_err(|e| Rejection::new(401, format!("cannot fetch the sender's key: {e}")))?;
     let actor = remote_actors::from_document(&document, &actor_id)
         .map_err(|detail| Rejection::new(401, format!("sender's actor is unusable: {detail}")))?;
+
     if actor.key_id != checked.signature.key_id {
         return Err(Rejection::new(
             401,
