@@ -402,7 +402,13 @@ fn discovery_documents(backend: Backend) -> anyhow::Result<()> {
         .get(&format!("/.well-known/webfinger?resource=acct:club@{host}"))?
         .json()?;
     let calendar = format!("{}/calendars/club", server.base);
-    assert_eq!(finger["links"][0]["href"], calendar.as_str());
+    let links = finger["links"].as_array().context("links")?;
+    let own = links
+        .iter()
+        .find(|l| l["rel"] == "self")
+        .context("self link")?;
+    assert_eq!(own["href"], calendar.as_str());
+    assert_eq!(own["type"], "application/activity+json");
     let missing = server.get(&format!(
         "/.well-known/webfinger?resource=acct:nobody@{host}"
     ))?;
@@ -448,6 +454,37 @@ fn discovery_documents(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(problem(&bad)?["field"], "person");
     let long = "p".repeat(201);
     assert_eq!(server.get(&format!("/people/{long}"))?.status, 422);
+    Ok(())
+}
+
+fn peer_add_falls_back_to_webfinger(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let actor = peer.add_actor("/federation/u/relay", "Application");
+    peer.serve(
+        &format!("/.well-known/webfinger?resource=acct:relay@{}", peer.domain),
+        json!({
+            "subject": format!("acct:relay@{}", peer.domain),
+            "links": [{"rel": "self", "type": "application/activity+json", "href": actor}],
+        }),
+    );
+    let out = cli(
+        &server,
+        &[
+            "--federation-allow-localhost",
+            "--public-url",
+            &server.base,
+            "peer",
+            "add",
+            &peer.domain,
+        ],
+    )?;
+    assert!(out.contains(&actor), "{out}");
+    let listing = cli(&server, &["peer", "list"])?;
+    assert!(
+        listing.contains(&format!("{}\tpending\t{actor}", peer.domain)),
+        "{listing}"
+    );
     Ok(())
 }
 
@@ -539,4 +576,5 @@ on_both_backends!(
     manual_approval_waits_for_a_decision,
     discovery_documents,
     peers_are_managed_by_cli_and_api,
+    peer_add_falls_back_to_webfinger,
 );

@@ -5,6 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use activitypub_federation::fetch::webfinger::build_webfinger_response_with_type;
+
 use super::{ApiError, AppState};
 use crate::calendar::store;
 use crate::federation::inbox::{self, InboxContext, InboxRequest, MAX_INBOX_BODY_BYTES, Rejection};
@@ -59,24 +61,20 @@ async fn webfinger(
             ApiError::NotFound(format!("{resource:?} is not an acct: address on {local}"))
         })?;
     let public_url = settings.public_url.clone();
-    let href = if name == actors::INSTANCE_USERNAME || name == local {
-        actors::instance_id(&public_url)
+    let (href, kind) = if name == actors::INSTANCE_USERNAME || name == local {
+        (actors::instance_id(&public_url), "Application")
     } else {
         let slug = name.clone();
         let found = state
             .with_conn(move |conn| Ok(store::find_calendar(conn, &slug)?))
             .await?;
         let calendar = found.ok_or_else(|| ApiError::NotFound(format!("no calendar {name:?}")))?;
-        actors::calendar_id(&public_url, &calendar.slug)
+        (actors::calendar_id(&public_url, &calendar.slug), "Group")
     };
-    let body = json!({
-        "subject": resource,
-        "aliases": [href],
-        "links": [
-            {"rel": "self", "type": ACTIVITY_JSON, "href": href},
-            {"rel": "http://webfinger.net/rel/profile-page", "type": "text/html", "href": href},
-        ],
-    });
+    let url =
+        url::Url::parse(&href).map_err(|e| ApiError::Internal(format!("actor id {href}: {e}")))?;
+    let mut body = build_webfinger_response_with_type(resource, vec![(url.clone(), Some(kind))]);
+    body.aliases.push(url);
     Ok(HttpResponse::Ok()
         .content_type("application/jrd+json")
         .json(body))

@@ -5,6 +5,7 @@
 //! WebFinger as `acct:<host>@<host>` (Mastodon's instance actor) or `acct:relay@<host>`
 //! (Mobilizon and Gancio). The first that returns an actor is used.
 
+use activitypub_federation::fetch::webfinger::Webfinger;
 use serde_json::{Value, json};
 
 use super::fetch::{FetchBudget, FetchSigner, fetch_json};
@@ -100,16 +101,15 @@ async fn webfinger_actor(
         let mut budget = FetchBudget::default();
         let url = format!("{base}/.well-known/webfinger?resource=acct:{user}@{domain}");
         match fetch_json(settings, Some(signer), &mut budget, &url).await {
-            Ok(jrd) => {
+            Ok(document) => {
+                let jrd: Webfinger = serde_json::from_value(document).unwrap_or_default();
                 let href = jrd
-                    .get("links")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .find(|l| l.get("rel").and_then(Value::as_str) == Some("self"))
-                    .and_then(|l| l.get("href").and_then(Value::as_str));
+                    .links
+                    .iter()
+                    .find(|link| link.rel.as_deref() == Some("self"))
+                    .and_then(|link| link.href.as_ref());
                 if let Some(href) = href {
-                    return Some(href.to_owned());
+                    return Some(href.to_string());
                 }
                 tried.push(format!("WebFinger acct:{user}@{domain} has no self link"));
             }
