@@ -449,6 +449,21 @@ fn discovery_documents(backend: Backend) -> anyhow::Result<()> {
     let application = server.get("/actor")?.json()?;
     assert_eq!(application["type"], "Application");
     assert_eq!(server.get("/people/ada")?.status, 404);
+    // A person gets an actor when they first act on remote events.
+    let mut conn = server.db.connect()?;
+    rose_events::federation::actors::ensure_person(&mut conn, "ada@club.example")?;
+    let person = server.get("/people/ada@club.example")?;
+    assert_eq!(person.status, 200, "{}", person.body);
+    let person = person.json()?;
+    assert_eq!(person["type"], "Person");
+    assert_eq!(
+        person["id"],
+        format!("{}/people/ada@club.example", server.base)
+    );
+    assert_eq!(
+        person["inbox"],
+        format!("{}/people/ada@club.example/inbox", server.base)
+    );
     let bad = server.get("/people/a%20b")?;
     assert_eq!(bad.status, 422);
     assert_eq!(problem(&bad)?["field"], "person");
