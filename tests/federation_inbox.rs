@@ -345,6 +345,7 @@ fn body_limits_are_enforced(backend: Backend) -> anyhow::Result<()> {
             .unwrap_or_default()
             .contains("nested")
     );
+    assert_eq!(problem(&reply)?["limit"], 32);
 
     let reply = post(&server, "/inbox", "{\"type\":\"Create\"}", &[])?;
     assert_eq!(reply.status, 422, "{}", reply.body);

@@ -264,6 +264,7 @@ async fn post_inbox(
                 field: Some("body".into()),
                 value: None,
                 detail: "the request body could not be read".into(),
+                limit: None,
             });
         }
     };
@@ -312,8 +313,8 @@ fn rejection_response(rejection: &Rejection) -> HttpResponse {
     if let Some(value) = &rejection.value {
         body["value"] = json!(value);
     }
-    if rejection.status == 413 {
-        body["limit"] = json!(MAX_INBOX_BODY_BYTES);
+    if let Some(limit) = rejection.limit {
+        body["limit"] = json!(limit);
     }
     let mut response = HttpResponse::build(status);
     if rejection.status == 401 {

@@ -289,7 +289,16 @@ pub fn is_public(ip: IpAddr) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::is_public;
+    use super::{FetchBudget, MAX_FETCHES_PER_ACTIVITY, is_public};
+
+    #[test]
+    fn fetch_budget_runs_out() {
+        let mut budget = FetchBudget::default();
+        for _ in 0..MAX_FETCHES_PER_ACTIVITY {
+            assert!(budget.spend("https://a.example/x").is_ok());
+        }
+        assert!(budget.spend("https://a.example/x").is_err());
+    }
 
     #[test]
     fn non_public_addresses_are_rejected() {

@@ -25,7 +25,7 @@ pub fn parse_bounded_json(bytes: &[u8]) -> Result<Value, String> {
 }
 
 /// Counts bracket nesting outside strings, so depth is checked before anything is built.
-fn check_depth(bytes: &[u8]) -> Result<(), String> {
+pub fn check_depth(bytes: &[u8]) -> Result<(), String> {
     let mut depth = 0usize;
     let mut in_string = false;
     let mut escaped = false;

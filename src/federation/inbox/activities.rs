@@ -56,6 +56,10 @@ fn log_decision(checked: &Checked, decision: &str, reason: &str) {
 }
 
 /// Runs `effect` and stores the replay receipt in one transaction.
+///
+/// NOTE: receipts are kept for good. Only those younger than the signature window (one hour)
+/// can stop a replay, so older rows could be deleted by a scheduled job, which does not exist
+/// yet.
 async fn with_receipt<F>(
     context: &InboxContext,
     checked: &Checked,
@@ -142,6 +146,7 @@ fn local_followable(
             field: Some("object".into()),
             value: Some(id.to_owned()),
             detail: format!("{id} is not a calendar or the instance actor of this server"),
+            limit: None,
         }),
     }
 }
@@ -269,6 +274,7 @@ async fn store_event(
             field: Some("object.id".into()),
             value: Some(data.object_id.clone()),
             detail: format!("object {} does not belong to {origin}", data.object_id),
+            limit: None,
         });
     }
     let actor_id = data
@@ -336,6 +342,7 @@ async fn delete(
             field: Some("object".into()),
             value: None,
             detail: "Delete has no object id".into(),
+            limit: None,
         });
     };
     let origin = domain_of(&checked.envelope.actor).unwrap_or_default();

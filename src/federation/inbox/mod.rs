@@ -59,6 +59,8 @@ pub struct Rejection {
     pub value: Option<String>,
     /// What is wrong, for the sender.
     pub detail: String,
+    /// The limit that was broken, when one was.
+    pub limit: Option<usize>,
 }
 
 impl Rejection {
@@ -68,6 +70,7 @@ impl Rejection {
             field: None,
             value: None,
             detail: detail.into(),
+            limit: None,
         }
     }
 
@@ -77,6 +80,7 @@ impl Rejection {
             field: Some(field.field.clone()),
             value: Some(field.value.clone()),
             detail: field.to_string(),
+            limit: None,
         }
     }
 
@@ -227,13 +231,22 @@ fn check_signature(settings: &Settings, request: &InboxRequest) -> Result<Checke
                 "inbox body is {} bytes, the limit is {MAX_INBOX_BODY_BYTES}",
                 request.body.len()
             ),
+            limit: Some(MAX_INBOX_BODY_BYTES),
         });
     }
+    incoming::check_depth(&request.body).map_err(|detail| Rejection {
+        status: 400,
+        field: Some("body".into()),
+        value: None,
+        detail,
+        limit: Some(incoming::MAX_JSON_DEPTH),
+    })?;
     let activity = incoming::parse_bounded_json(&request.body).map_err(|detail| Rejection {
         status: 400,
         field: Some("body".into()),
         value: None,
         detail: format!("body is not an ActivityPub JSON document: {detail}"),
+        limit: None,
     })?;
     let envelope = incoming::envelope(&activity).map_err(|e| Rejection::invalid(&e))?;
     let parts = parts(request);
@@ -411,6 +424,7 @@ fn verify_activity(checked: &Checked) -> Result<(), Rejection> {
                 "activity id {} is not on the host of its actor {}",
                 checked.envelope.id, checked.envelope.actor
             ),
+            limit: None,
         });
     }
     Ok(())
