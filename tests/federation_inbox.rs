@@ -298,6 +298,72 @@ fn rotated_key_is_fetched_again(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn create_by_id_is_fetched_from_origin(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/org", "Person");
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    let full = create_event(&peer, 7, "2027-01-01T00:00:00Z");
+    peer.serve("/events/7", full["object"].clone());
+    let mut by_id = full.clone();
+    by_id["object"] = json!(format!("{}/events/7", peer.base));
+    let reply = deliver(&server, "/inbox", &by_id)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
+    let fetched = peer
+        .seen()
+        .iter()
+        .any(|s| s.method == "GET" && s.target == "/events/7");
+    assert!(fetched);
+    Ok(())
+}
+
+fn open_policy_merges_unknown_peers(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start_with_env(
+        backend,
+        &[
+            ("ROSE_EVENTS_FEDERATION_ALLOW_LOCALHOST", "true"),
+            ("ROSE_EVENTS_FEDERATION_POLICY", "open"),
+        ],
+    )?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/org", "Person");
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &create_event(&peer, 1, "2027-01-01T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
+
+    cli(&server, &["peer", "block", &peer.domain])?;
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &create_event(&peer, 2, "2027-01-01T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 403, "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
+    Ok(())
+}
+
+fn deleted_account_is_acknowledged(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    // The account is gone (its actor document returns 404) and announces its own deletion.
+    let actor = format!("{}/users/gone", peer.base);
+    let delete = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{actor}#delete"),
+        "type": "Delete",
+        "actor": actor,
+        "object": actor,
+    });
+    let reply = deliver(&server, "/inbox", &delete)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    Ok(())
+}
+
 fn replay_has_no_second_effect(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
@@ -588,6 +654,9 @@ on_both_backends!(
     updates_only_from_origin_and_only_newer,
     replay_has_no_second_effect,
     rotated_key_is_fetched_again,
+    create_by_id_is_fetched_from_origin,
+    open_policy_merges_unknown_peers,
+    deleted_account_is_acknowledged,
     body_limits_are_enforced,
     manual_approval_waits_for_a_decision,
     discovery_documents,

@@ -30,7 +30,7 @@ pub(super) async fn dispatch(
     match kind.as_str() {
         "Follow" => follow(context, checked, actor).await,
         "Undo" => undo(context, checked).await,
-        "Create" | "Update" | "Invite" => create_or_update(context, checked, trust).await,
+        "Create" | "Update" | "Invite" => create_or_update(context, checked, trust, budget).await,
         "Delete" => delete(context, checked, trust).await,
         "Announce" => announce(context, checked, budget).await,
         "Accept" | "Reject" => {
@@ -239,6 +239,7 @@ async fn create_or_update(
     context: &InboxContext,
     checked: Checked,
     trust: Trust,
+    budget: &mut FetchBudget,
 ) -> Result<Receipt, Rejection> {
     if trust == Trust::Untrusted {
         log_decision(
@@ -248,12 +249,46 @@ async fn create_or_update(
         );
         return record_only(context, checked, "ignored: this server is not trusted here").await;
     }
-    let Some(object) = event_object(&checked.activity).cloned() else {
-        log_decision(&checked, "ignored", "object is not an embedded Event");
-        return record_only(context, checked, "ignored: object is not an embedded Event").await;
-    };
     let origin = domain_of(&checked.envelope.actor).unwrap_or_default();
+    // Some servers send only the object's id; it is fetched from the sender's own host.
+    if let Some(Value::String(object_id)) = checked.activity.get("object").cloned() {
+        if domain_of(&object_id).as_deref() != Some(origin.as_str()) {
+            log_decision(&checked, "ignored", "object id is not on the sender's host");
+            return record_only(context, checked, "ignored: object is not the sender's").await;
+        }
+        return match fetch_event(context, budget, &object_id).await? {
+            Ok(fetched) => store_event(context, checked, fetched, origin).await,
+            Err(reason) => {
+                log_decision(&checked, "ignored", &reason);
+                record_only(context, checked, &format!("ignored: {reason}")).await
+            }
+        };
+    }
+    let Some(object) = event_object(&checked.activity).cloned() else {
+        log_decision(&checked, "ignored", "object is not an Event");
+        return record_only(context, checked, "ignored: object is not an Event").await;
+    };
     store_event(context, checked, object, origin).await
+}
+
+/// Fetches the Event `object_id` from its origin. The inner error is the reason to ignore the
+/// activity: the fetch failed, or the document is not that Event.
+async fn fetch_event(
+    context: &InboxContext,
+    budget: &mut FetchBudget,
+    object_id: &str,
+) -> Result<Result<Value, String>, Rejection> {
+    let signer = context.signer().await?;
+    let fetched = match fetch_json(&context.settings, Some(&signer), budget, object_id).await {
+        Ok(fetched) => fetched,
+        Err(error) => return Ok(Err(format!("cannot fetch the object: {error}"))),
+    };
+    if id_of(&fetched) != Some(object_id) || type_of(&fetched) != Some("Event") {
+        return Ok(Err(format!(
+            "the document at {object_id} is not that Event"
+        )));
+    }
+    Ok(Ok(fetched))
 }
 
 /// Reads and stores an Event whose origin is `origin`.
@@ -399,35 +434,11 @@ async fn announce(
         )
         .await;
     }
-    let signer = context.signer().await?;
-    let fetched = match fetch_json(&context.settings, Some(&signer), budget, &object_id).await {
-        Ok(fetched) => fetched,
-        Err(error) => {
-            log_decision(
-                &checked,
-                "ignored",
-                &format!("cannot fetch the announced object: {error}"),
-            );
-            return record_only(
-                context,
-                checked,
-                "ignored: the announced object cannot be fetched",
-            )
-            .await;
+    match fetch_event(context, budget, &object_id).await? {
+        Ok(fetched) => store_event(context, checked, fetched, origin).await,
+        Err(reason) => {
+            log_decision(&checked, "ignored", &reason);
+            record_only(context, checked, &format!("ignored: {reason}")).await
         }
-    };
-    if id_of(&fetched) != Some(object_id.as_str()) || type_of(&fetched) != Some("Event") {
-        log_decision(
-            &checked,
-            "ignored",
-            "fetched object is not the announced Event",
-        );
-        return record_only(
-            context,
-            checked,
-            "ignored: fetched object is not the announced Event",
-        )
-        .await;
     }
-    store_event(context, checked, fetched, origin).await
 }
