@@ -18,6 +18,9 @@ const MAX_TITLE_CHARS: usize = 500;
 /// Maximum length kept of other text fields, in characters; longer values are cut.
 const MAX_TEXT_CHARS: usize = 2_000;
 
+/// Maximum length of a link kept from a peer, in bytes; longer links are dropped.
+const MAX_URL_BYTES: usize = 2_000;
+
 /// Parses JSON and rejects documents nested deeper than [`MAX_JSON_DEPTH`].
 pub fn parse_bounded_json(bytes: &[u8]) -> Result<Value, String> {
     check_depth(bytes)?;
@@ -198,12 +201,14 @@ pub fn event(object: &Value) -> Result<RemoteEventData, InvalidField> {
             .and_then(id_of)
             .map(str::to_owned),
         title: title(object),
-        url: object.get("url").and_then(first_url),
+        url: object.get("url").and_then(first_url).and_then(web_url),
         zone,
         start,
         end,
         place,
-        online_url: virtual_url.or_else(|| online_attachment(object)),
+        online_url: virtual_url
+            .and_then(web_url)
+            .or_else(|| online_attachment(object).and_then(web_url)),
         capacity: capacity(object.get("maximumAttendeeCapacity")).filter(|&seats| seats > 0),
         remaining_capacity: capacity(object.get("remainingAttendeeCapacity")),
         status: status(object),
@@ -277,6 +282,14 @@ fn title(object: &Value) -> String {
 
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
+}
+
+/// Keeps a link only when it is an http or https URL of at most [`MAX_URL_BYTES`], because it
+/// is shown to people as a link.
+fn web_url(text: String) -> Option<String> {
+    let parsed = url::Url::parse(&text).ok()?;
+    let web = matches!(parsed.scheme(), "http" | "https");
+    (web && text.len() <= MAX_URL_BYTES).then_some(text)
 }
 
 /// The first URL of a `url` field: a string, a Link, or an array of either.
@@ -478,6 +491,19 @@ mod tests {
     fn floating_time_without_timezone_is_rejected() {
         assert!(event_time("t", "2025-06-14T19:00:00-00:00", None).is_err());
         assert!(event_time("t", "2025-06-14T19:00:00", None).is_err());
+    }
+
+    #[test]
+    fn links_other_than_web_urls_are_dropped() {
+        assert_eq!(web_url("javascript:alert(1)".into()), None);
+        assert_eq!(
+            web_url(format!("https://a.example/{}", "x".repeat(MAX_URL_BYTES))),
+            None
+        );
+        assert_eq!(
+            web_url("https://a.example/e".into()),
+            Some("https://a.example/e".to_owned())
+        );
     }
 
     #[test]
