@@ -80,7 +80,7 @@ async fn webfinger(
         .json(body))
 }
 
-/// The NodeInfo index. The 2.1 link comes first because Gancio reads only the first link.
+/// Serves the NodeInfo index. The 2.1 link comes first because Gancio reads only the first link.
 async fn nodeinfo_index(state: web::Data<AppState>) -> HttpResponse {
     let base = &state.federation.public_url;
     HttpResponse::Ok().json(json!({
@@ -209,7 +209,7 @@ async fn person_outbox(
     outbox_of(&state, id).await
 }
 
-/// The followers collection lists accepted followers only.
+/// Serves the followers collection, which lists accepted followers only.
 async fn calendar_followers(
     state: web::Data<AppState>,
     slug: web::Path<String>,
@@ -242,7 +242,7 @@ async fn calendar_followers(
     ))
 }
 
-/// Every inbox path leads here; the actor the path names does not change the processing.
+/// Receives a delivery at any inbox path; the actor the path names does not change the processing.
 async fn post_inbox(
     request: HttpRequest,
     state: web::Data<AppState>,

@@ -23,17 +23,17 @@ pub const MAX_PERSON_ID_CHARS: usize = 200;
 /// The instance actor's `preferredUsername`, also its WebFinger name.
 pub const INSTANCE_USERNAME: &str = "events";
 
-/// The instance actor id.
+/// Returns the instance actor's id.
 pub fn instance_id(public_url: &str) -> String {
     format!("{public_url}/actor")
 }
 
-/// A calendar actor id.
+/// Returns the id of the actor of calendar `slug`.
 pub fn calendar_id(public_url: &str, slug: &str) -> String {
     format!("{public_url}/calendars/{slug}")
 }
 
-/// A person actor id.
+/// Returns the id of the actor of local person `person`.
 pub fn person_id(public_url: &str, person: &str) -> String {
     format!("{public_url}/people/{person}")
 }
@@ -116,7 +116,7 @@ fn document(settings: &Settings, parts: Parts<'_>) -> Actor {
     }
 }
 
-/// The instance actor's document.
+/// Builds the instance actor's document, making its key on first use.
 pub fn instance_document(conn: &mut AnyConnection, settings: &Settings) -> Result<Actor, Error> {
     let key = keys::key_pair(conn, keys::INSTANCE)?;
     Ok(document(
@@ -138,7 +138,7 @@ pub fn instance_document(conn: &mut AnyConnection, settings: &Settings) -> Resul
     ))
 }
 
-/// A calendar actor's document.
+/// Builds a calendar actor's document, making its key on first use.
 pub fn calendar_document(
     conn: &mut AnyConnection,
     settings: &Settings,
@@ -164,7 +164,7 @@ pub fn calendar_document(
     ))
 }
 
-/// A person actor's document, when that person has an actor.
+/// Builds a person actor's document, or `None` when that person has no actor yet.
 pub fn person_document(
     conn: &mut AnyConnection,
     settings: &Settings,

@@ -16,7 +16,7 @@ use crate::db::AnyConnection;
 /// The FEP-2677 link relation of an application actor.
 pub const APPLICATION_REL: &str = "https://www.w3.org/ns/activitystreams#Application";
 
-/// The base URL of a peer: https, or http for loopback hosts when tests allow them.
+/// Returns the base URL of a peer: https, or http for loopback hosts when tests allow them.
 pub fn base_url(settings: &Settings, domain: &str) -> String {
     let host = domain.split(':').next().unwrap_or_default();
     let loopback = host == "localhost" || host == "127.0.0.1";
@@ -119,7 +119,7 @@ async fn webfinger_actor(
     None
 }
 
-/// The key our instance actor signs fetches with, made on first use.
+/// Returns the key our instance actor signs fetches with, making it on first use.
 pub fn instance_signer(
     conn: &mut AnyConnection,
     settings: &Settings,

@@ -2,7 +2,7 @@
 //! shapes Mobilizon, Gancio, Friendica, Hubzilla, WordPress Event Bridge and rose-events use.
 //!
 //! Each reader names the field and the value it could not use, so the inbox can return a
-//! problem that tells the sender what to fix.
+//! problem that shows the sender what to fix.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, Utc};
 use chrono_tz::Tz;
@@ -59,7 +59,7 @@ pub fn check_depth(bytes: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// The id of a value that is either a URL string or an object with an `id`.
+/// Returns the id of a value that is either a URL string or an object with an `id`.
 pub fn id_of(value: &Value) -> Option<&str> {
     match value {
         Value::String(s) => Some(s),
@@ -69,7 +69,7 @@ pub fn id_of(value: &Value) -> Option<&str> {
     }
 }
 
-/// The `type` of an object; the first one when it is an array.
+/// Returns the `type` of an object; the first one when it is an array.
 pub fn type_of(value: &Value) -> Option<&str> {
     match value.get("type")? {
         Value::String(s) => Some(s),
@@ -292,7 +292,7 @@ fn web_url(text: String) -> Option<String> {
     (web && text.len() <= MAX_URL_BYTES).then_some(text)
 }
 
-/// The first URL of a `url` field: a string, a Link, or an array of either.
+/// Returns the first URL of a `url` field: a string, a Link, or an array of either.
 fn first_url(value: &Value) -> Option<String> {
     match value {
         Value::String(s) => Some(s.clone()),
@@ -361,8 +361,8 @@ fn read_place(item: &Value) -> Place {
     place
 }
 
-/// A latitude or longitude as a number or a numeric string (Friendica); out of range is
-/// dropped.
+/// Reads a latitude or longitude given as a number or a numeric string (Friendica), and
+/// drops it when out of range.
 fn coordinate(value: Option<&Value>, limit: f64) -> Option<f64> {
     let number = match value? {
         Value::Number(n) => n.as_f64()?,
@@ -386,7 +386,7 @@ fn strip_tags(html: &str) -> String {
     out.trim().to_owned()
 }
 
-/// An online link in `attachment`: Mobilizon names it "Website", Gancio gives one `Link` per
+/// Finds an online link in `attachment`: Mobilizon names it "Website", Gancio gives one `Link` per
 /// URL with a `text/html` media type.
 fn online_attachment(object: &Value) -> Option<String> {
     let items = match object.get("attachment")? {

@@ -29,12 +29,12 @@ impl std::fmt::Debug for KeyPair {
 /// The key name of the instance actor.
 pub const INSTANCE: &str = "instance";
 
-/// The key name of a calendar's actor.
+/// Returns the key name of a calendar's actor.
 pub fn calendar_key(calendar_id: i64) -> String {
     format!("calendar:{calendar_id}")
 }
 
-/// The key name of a local person's actor.
+/// Returns the key name of a local person's actor.
 pub fn person_key(person_id: &str) -> String {
     format!("person:{person_id}")
 }

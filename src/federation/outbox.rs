@@ -102,7 +102,7 @@ fn from_row((id, actor_id, json, recipients, published_at): Row) -> Recorded {
     }
 }
 
-/// Every activity of `actor_id`, oldest first (public and addressed ones alike).
+/// Lists every activity of `actor_id`, oldest first (public and addressed ones alike).
 pub fn all_of_actor(conn: &mut AnyConnection, actor_id: &str) -> Result<Vec<Recorded>, Error> {
     let rows: Vec<Row> = outbox_activities::table
         .filter(outbox_activities::actor_id.eq(actor_id))
@@ -135,7 +135,7 @@ pub fn since(conn: &mut AnyConnection, after_id: i64, limit: i64) -> Result<Vec<
     Ok(rows.into_iter().map(from_row).collect())
 }
 
-/// The newest public activities of `actor_id` and how many public ones there are.
+/// Returns the newest public activities of `actor_id` and how many public ones there are.
 pub fn public_page(
     conn: &mut AnyConnection,
     actor_id: &str,
@@ -158,7 +158,7 @@ pub fn public_page(
     Ok((total, rows.into_iter().map(from_row).collect()))
 }
 
-/// The key a delivery of `actor_id` (one of our actors) is signed with: its `keyId` and
+/// Returns the key a delivery of `actor_id` (one of our actors) is signed with: its `keyId` and
 /// private key PEM. `None` when the id is not one of our actors.
 ///
 /// The delivery worker calls this at send time, so keys are never copied into queued jobs.

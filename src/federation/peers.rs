@@ -59,7 +59,7 @@ pub struct Peer {
     pub actor_id: Option<String>,
     /// That actor's inbox.
     pub inbox: Option<String>,
-    /// Why it has its state, as the operator wrote it.
+    /// The operator's reason for its state.
     pub reason: Option<String>,
 }
 
@@ -180,7 +180,7 @@ pub fn set_actor(
     Ok(())
 }
 
-/// The trust in force for `domain` under `policy`.
+/// Returns the trust in force for `domain` under `policy`.
 pub fn effective_state(
     conn: &mut AnyConnection,
     domain: &str,

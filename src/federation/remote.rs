@@ -27,7 +27,7 @@ pub const MAX_SERIES_OCCURRENCES: usize = 500;
 /// One occurrence: start and end instants.
 pub type Span = (DateTime<Utc>, DateTime<Utc>);
 
-/// What storing an incoming object did, and why.
+/// The effect of storing an incoming object, with the reason when there was none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// A new remote event was stored.
@@ -86,7 +86,7 @@ pub struct RemoteEvent {
 }
 
 impl RemoteEvent {
-    /// The stored place.
+    /// Reads the stored place.
     pub fn place(&self) -> Option<Place> {
         serde_json::from_str(self.place_json.as_deref()?).ok()
     }
@@ -100,7 +100,7 @@ pub fn find(conn: &mut AnyConnection, object_id: &str) -> Result<Option<RemoteEv
         .optional()?)
 }
 
-/// The stored occurrences of a remote event, as (start, end) instants in order.
+/// Lists the stored occurrences of a remote event, as (start, end) instants in order.
 pub fn occurrences_of(conn: &mut AnyConnection, remote_event_id: i64) -> Result<Vec<Span>, Error> {
     let rows: Vec<(NaiveDateTime, NaiveDateTime)> = remote_occurrences::table
         .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
@@ -113,7 +113,7 @@ pub fn occurrences_of(conn: &mut AnyConnection, remote_event_id: i64) -> Result<
         .collect())
 }
 
-/// Remote occurrences whose start lies in `[from, to)`, with their events, by start.
+/// Lists remote occurrences whose start lies in `[from, to)`, with their events, by start.
 pub fn occurrences_between(
     conn: &mut AnyConnection,
     from: DateTime<Utc>,
@@ -262,7 +262,7 @@ pub fn delete(
     })
 }
 
-/// The occurrences of an incoming event: its series within the horizon when it carries our
+/// Computes the occurrences of an incoming event: its series within the horizon when it carries our
 /// recurrence terms, else the one span it names.
 fn expand(data: &RemoteEventData, now: DateTime<Utc>) -> Result<Vec<Span>, Error> {
     let length = data.end.map_or(DEFAULT_LENGTH, |end| end - data.start);

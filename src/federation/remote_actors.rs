@@ -9,7 +9,7 @@ use super::incoming::id_of;
 use crate::db::AnyConnection;
 use crate::db::schema::remote_actors;
 
-/// What we keep of a remote actor.
+/// The stored part of a remote actor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteActor {
     /// Actor id.
@@ -73,7 +73,7 @@ pub fn from_document(document: &Value, expected_id: &str) -> Result<RemoteActor,
     })
 }
 
-/// The cached actor, if any.
+/// Returns the cached actor, if any.
 pub fn cached(conn: &mut AnyConnection, actor_id: &str) -> Result<Option<RemoteActor>, Error> {
     let row: Option<(String, String, String, String, Option<String>)> = remote_actors::table
         .find(actor_id)

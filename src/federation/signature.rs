@@ -17,14 +17,14 @@ use rsa::signature::{SignatureEncoding, Signer, Verifier};
 use rsa::{RsaPrivateKey, RsaPublicKey};
 use sha2::{Digest as _, Sha256};
 
-/// How old a signed `Date` may be.
+/// Maximum age of a signed `Date`.
 pub const MAX_AGE: Duration = Duration::hours(1);
 /// How far ahead of our clock a signed `Date` may be (clock skew).
 pub const MAX_SKEW_AHEAD: Duration = Duration::minutes(5);
 /// Longest `Signature` header we parse, in bytes.
 const MAX_SIGNATURE_HEADER: usize = 4096;
 
-/// Why a signed request was rejected. Every variant means 401 at the inbox.
+/// Reasons a signed request is rejected. Every variant means 401 at the inbox.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SignatureError {
     /// A required header is absent.
@@ -91,7 +91,7 @@ pub struct RequestParts<'a> {
 }
 
 impl RequestParts<'_> {
-    /// The value of header `name` (lowercase), joining repeats with ", " as RFC 9110 does.
+    /// Returns the value of header `name` (lowercase), joining repeats with ", " as RFC 9110 does.
     pub fn header(&self, name: &str) -> Option<String> {
         let values: Vec<&str> = self
             .headers

@@ -113,7 +113,7 @@ async fn record_only(
     with_receipt(context, &checked, move |_| Ok(effect)).await
 }
 
-/// The calendar a local actor id names, if it is one of ours.
+/// Finds the calendar a local actor id names, if it is one of ours.
 fn local_calendar(
     conn: &mut AnyConnection,
     settings: &Settings,
@@ -126,7 +126,7 @@ fn local_calendar(
     crate::calendar::store::find_calendar(conn, slug).map_err(|e| Rejection::internal(&e))
 }
 
-/// The followed actor a local id names: one of our calendars, or the instance actor (`None`
+/// Finds the followed actor a local id names: one of our calendars, or the instance actor (`None`
 /// calendar id).
 fn local_followable(
     conn: &mut AnyConnection,
@@ -225,7 +225,7 @@ async fn undo(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejec
     .await
 }
 
-/// The object of a Create, Update or Invite; an Announce may wrap a Create.
+/// Returns the Event object of a Create, Update or Invite; an Announce may wrap a Create.
 fn event_object(activity: &Value) -> Option<&Value> {
     let object = activity.get("object")?;
     match type_of(object) {
