@@ -124,8 +124,7 @@ async fn agenda(
                     window.from,
                     window.to,
                     MAX_AGENDA_OCCURRENCES + 1,
-                )
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
+                )?;
                 occurrences.extend(
                     remote
                         .iter()
