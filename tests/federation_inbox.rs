@@ -364,6 +364,35 @@ fn deleted_account_is_acknowledged(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn localhost_peer_needs_the_test_setting(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start_as("localhost")?;
+    peer.add_actor("/users/org", "Person");
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &create_event(&peer, 1, "2027-01-01T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
+
+    // Without the setting, the same peer is a loopback address and is never fetched.
+    let strict = TestServer::start(backend)?;
+    let other = FakePeer::start_as("localhost")?;
+    other.add_actor("/users/org", "Person");
+    cli(&strict, &["peer", "trust", &other.domain])?;
+    let reply = deliver(
+        &strict,
+        "/inbox",
+        &create_event(&other, 1, "2027-01-01T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 401, "{}", reply.body);
+    assert!(reply.body.contains("loopback"), "{}", reply.body);
+    assert!(other.seen().is_empty());
+    Ok(())
+}
+
 fn replay_has_no_second_effect(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
@@ -657,6 +686,7 @@ on_both_backends!(
     create_by_id_is_fetched_from_origin,
     open_policy_merges_unknown_peers,
     deleted_account_is_acknowledged,
+    localhost_peer_needs_the_test_setting,
     body_limits_are_enforced,
     manual_approval_waits_for_a_decision,
     discovery_documents,

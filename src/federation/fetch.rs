@@ -248,7 +248,13 @@ async fn checked_address(settings: &Settings, url: &url::Url) -> Result<SocketAd
             });
         }
     }
-    addresses.into_iter().next().ok_or(FetchError::Resolve {
+    // IPv4 first: `localhost` often resolves to ::1 first while test peers listen on
+    // 127.0.0.1, and one address is all a pinned connection can use.
+    let chosen = addresses
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addresses.first());
+    chosen.copied().ok_or(FetchError::Resolve {
         url: text,
         detail: "no addresses".to_owned(),
     })

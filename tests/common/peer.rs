@@ -67,8 +67,13 @@ pub struct FakePeer {
 }
 
 impl FakePeer {
-    /// Starts serving.
+    /// Starts serving, named by its IP address.
     pub fn start() -> anyhow::Result<Self> {
+        Self::start_as("127.0.0.1")
+    }
+
+    /// Starts serving on 127.0.0.1, named `host` in its URLs (`localhost` or `127.0.0.1`).
+    pub fn start_as(host: &str) -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let documents: Arc<Mutex<HashMap<String, Value>>> = Arc::default();
@@ -88,8 +93,8 @@ impl FakePeer {
             }
         });
         Ok(FakePeer {
-            base: format!("http://127.0.0.1:{port}"),
-            domain: format!("127.0.0.1:{port}"),
+            base: format!("http://{host}:{port}"),
+            domain: format!("{host}:{port}"),
             documents,
             seen,
             stop,
@@ -219,7 +224,8 @@ pub fn post(
 impl Drop for FakePeer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.domain.as_str());
+        let port = self.domain.rsplit(':').next().unwrap_or_default();
+        let _ = TcpStream::connect(format!("127.0.0.1:{port}"));
     }
 }
 
