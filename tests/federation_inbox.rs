@@ -272,6 +272,22 @@ fn updates_only_from_origin_and_only_newer(backend: Backend) -> anyhow::Result<(
         .get("/api/v1/agenda?from=2027-03-01&to=2027-04-01")?
         .json()?;
     assert_eq!(agenda["occurrences"][0]["title"], "Event 1");
+
+    // A Delete that overtakes its Create leaves a tombstone: the late Create is ignored.
+    let early_delete = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/deletes/5", origin.base),
+        "type": "Delete",
+        "actor": format!("{}/users/org", origin.base),
+        "object": {"type": "Tombstone", "id": format!("{}/events/5", origin.base)},
+    });
+    let reply = deliver(&server, "/inbox", &early_delete)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let late = create_event(&origin, 5, "2027-01-01T00:00:00Z");
+    let reply = deliver(&server, "/inbox", &late)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(reply.body.contains("deleted"), "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
     Ok(())
 }
 

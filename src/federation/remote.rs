@@ -231,7 +231,13 @@ pub fn delete(
 ) -> Result<Outcome, Error> {
     write_transaction(conn, |conn| {
         let Some(stored) = find(conn, object_id)? else {
-            return Ok(Outcome::Ignored("no such remote event".into()));
+            // Deliveries can arrive out of order: keep a tombstone so that the Create, when it
+            // comes late, does not bring the event back. Only the origin reaches this point.
+            if super::domain_of(object_id).as_deref() != Some(origin) {
+                return Ok(Outcome::Ignored(format!("object is not on {origin}")));
+            }
+            insert_tombstone(conn, origin, object_id, version)?;
+            return Ok(Outcome::Deleted);
         };
         if stored.origin != origin {
             return Ok(Outcome::Ignored(format!(
@@ -260,6 +266,30 @@ pub fn delete(
         .execute(conn)?;
         Ok(Outcome::Deleted)
     })
+}
+
+fn insert_tombstone(
+    conn: &mut AnyConnection,
+    origin: &str,
+    object_id: &str,
+    version: DateTime<Utc>,
+) -> Result<(), Error> {
+    let at = version.naive_utc();
+    diesel::insert_into(remote_events::table)
+        .values((
+            remote_events::object_id.eq(object_id),
+            remote_events::origin.eq(origin),
+            remote_events::actor_id.eq(origin),
+            remote_events::title.eq(""),
+            remote_events::start_at.eq(at),
+            remote_events::status.eq("cancelled"),
+            remote_events::object_updated.eq(at),
+            remote_events::deleted.eq(true),
+            remote_events::object_json.eq("{}"),
+            remote_events::received_at.eq(Utc::now().naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// Computes the occurrences of an incoming event: its series within the horizon when it carries our
