@@ -99,7 +99,7 @@ pub enum PeerAction {
         #[arg(long)]
         reason: Option<String>,
     },
-    /// List peers: domain, state, application actor.
+    /// List peers: domain, state, application actor, state of our follow of it.
     List,
 }
 
@@ -354,10 +354,11 @@ fn peer(config: &Config, action: PeerAction) -> anyhow::Result<()> {
             for peer in peers::list(&mut conn)? {
                 writeln!(
                     out,
-                    "{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}",
                     peer.domain,
                     peer.state.as_str(),
-                    peer.actor_id.as_deref().unwrap_or("-")
+                    peer.actor_id.as_deref().unwrap_or("-"),
+                    peer.follow_state.as_deref().unwrap_or("-")
                 )?;
             }
         }

@@ -641,7 +641,7 @@ fn peers_are_managed_by_cli_and_api(backend: Backend) -> anyhow::Result<()> {
     assert!(out.contains(&actor), "{out}");
     let listing = cli(&server, &["peer", "list"])?;
     assert!(
-        listing.contains(&format!("{}\ttrusted\t{actor}", peer.domain)),
+        listing.contains(&format!("{}\ttrusted\t{actor}\trequested", peer.domain)),
         "{listing}"
     );
 

@@ -107,6 +107,13 @@ fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(delivered.len(), 1, "the Follow reaches B");
     let (mut b_cursor, delivered) = deliver_outbox(&b, &a, 0)?;
     assert_eq!(delivered.len(), 1, "the Accept reaches A");
+    let listing = run_cli(&a.db, &["peer", "list"])?;
+    let listing = String::from_utf8(listing.stdout)?;
+    assert!(
+        listing.contains(&format!("{b_domain}\ttrusted\t")),
+        "{listing}"
+    );
+    assert!(listing.trim_end().ends_with("\taccepted"), "{listing}");
 
     // B schedules a weekly event starting next Monday at 19:00 Berlin time.
     let today = Utc::now().date_naive();

@@ -100,6 +100,8 @@ diesel::table! {
         state -> Text,
         actor_id -> Nullable<Text>,
         inbox -> Nullable<Text>,
+        follow_activity_id -> Nullable<Text>,
+        follow_state -> Nullable<Text>,
         reason -> Nullable<Text>,
         created_at -> Timestamp,
         updated_at -> Timestamp,

@@ -140,11 +140,12 @@ pub fn record_and_follow(
 ) -> Result<(), Error> {
     crate::db::write_transaction(conn, |conn| {
         remote_actors::store(conn, actor)?;
-        peers::set_actor(conn, domain, &actor.actor_id, &actor.inbox)?;
         let ours = actors::instance_id(&settings.public_url);
+        let follow_id = format!("{ours}#follow/{}", uuid::Uuid::new_v4());
+        peers::set_actor(conn, domain, &actor.actor_id, &actor.inbox, &follow_id)?;
         let follow = json!({
             "@context": "https://www.w3.org/ns/activitystreams",
-            "id": format!("{ours}#follow/{}", uuid::Uuid::new_v4()),
+            "id": follow_id,
             "type": "Follow",
             "actor": ours,
             // Gancio ignores a Follow whose object is embedded instead of a plain IRI.

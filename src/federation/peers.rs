@@ -59,6 +59,8 @@ pub struct Peer {
     pub actor_id: Option<String>,
     /// That actor's inbox.
     pub inbox: Option<String>,
+    /// Where our Follow of that actor stands: `requested`, `accepted` or `rejected`.
+    pub follow_state: Option<String>,
     /// The operator's reason for its state.
     pub reason: Option<String>,
 }
@@ -69,14 +71,16 @@ type PeerRow = (
     Option<String>,
     Option<String>,
     Option<String>,
+    Option<String>,
 );
 
-fn from_row((domain, state, actor_id, inbox, reason): PeerRow) -> Peer {
+fn from_row((domain, state, actor_id, inbox, follow_state, reason): PeerRow) -> Peer {
     Peer {
         domain,
         state: PeerState::parse(&state),
         actor_id,
         inbox,
+        follow_state,
         reason,
     }
 }
@@ -110,6 +114,7 @@ pub fn find(conn: &mut AnyConnection, domain: &str) -> Result<Option<Peer>, Erro
             peers::state,
             peers::actor_id,
             peers::inbox,
+            peers::follow_state,
             peers::reason,
         ))
         .first(conn)
@@ -126,6 +131,7 @@ pub fn list(conn: &mut AnyConnection) -> Result<Vec<Peer>, Error> {
             peers::state,
             peers::actor_id,
             peers::inbox,
+            peers::follow_state,
             peers::reason,
         ))
         .load(conn)?;
@@ -163,21 +169,45 @@ pub fn set_state(
     })
 }
 
-/// Records the application actor a peer resolved to.
+/// Records the application actor a peer resolved to and the id of our Follow of it.
 pub fn set_actor(
     conn: &mut AnyConnection,
     domain: &str,
     actor_id: &str,
     inbox: &str,
+    follow_id: &str,
 ) -> Result<(), Error> {
     diesel::update(peers::table.filter(peers::domain.eq(domain)))
         .set((
             peers::actor_id.eq(actor_id),
             peers::inbox.eq(inbox),
+            peers::follow_activity_id.eq(follow_id),
+            peers::follow_state.eq("requested"),
             peers::updated_at.eq(Utc::now().naive_utc()),
         ))
         .execute(conn)?;
     Ok(())
+}
+
+/// Records a peer actor's Accept or Reject of our Follow `follow_id`; returns whether the
+/// Follow was ours and sent to that actor.
+pub fn record_follow_answer(
+    conn: &mut AnyConnection,
+    actor_id: &str,
+    follow_id: &str,
+    accepted: bool,
+) -> Result<bool, Error> {
+    let changed = diesel::update(
+        peers::table
+            .filter(peers::actor_id.eq(actor_id))
+            .filter(peers::follow_activity_id.eq(follow_id)),
+    )
+    .set((
+        peers::follow_state.eq(if accepted { "accepted" } else { "rejected" }),
+        peers::updated_at.eq(Utc::now().naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(changed > 0)
 }
 
 /// Returns the trust in force for `domain` under `policy`.

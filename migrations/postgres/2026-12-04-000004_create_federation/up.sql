@@ -39,6 +39,8 @@ CREATE TABLE peers (
     state TEXT NOT NULL CHECK (state IN ('trusted', 'pending', 'blocked')),
     actor_id TEXT,
     inbox TEXT,
+    follow_activity_id TEXT,
+    follow_state TEXT CHECK (follow_state IN ('requested', 'accepted', 'rejected')),
     reason TEXT,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL

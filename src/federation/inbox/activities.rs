@@ -33,15 +33,37 @@ pub(super) async fn dispatch(
         "Create" | "Update" | "Invite" => create_or_update(context, checked, trust, budget).await,
         "Delete" => delete(context, checked, trust).await,
         "Announce" => announce(context, checked, budget).await,
-        "Accept" | "Reject" => {
-            log_decision(&checked, "ignored", "answer to our follow noted");
-            record_only(context, checked, "noted").await
-        }
+        "Accept" | "Reject" => follow_answer(context, checked).await,
         _ => {
             log_decision(&checked, "ignored", "activity type not handled");
             record_only(context, checked, &format!("ignored: {kind} is not handled")).await
         }
     }
+}
+
+/// Records a peer's answer to our Follow of it. Other Accepts and Rejects (RSVPs to events)
+/// are not handled yet.
+async fn follow_answer(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejection> {
+    let follow_id = checked
+        .activity
+        .get("object")
+        .and_then(id_of)
+        .unwrap_or_default()
+        .to_owned();
+    let actor = checked.envelope.actor.clone();
+    let accepted = checked.envelope.kind == "Accept";
+    let receipt = with_receipt(context, &checked, move |conn| {
+        let ours = peers::record_follow_answer(conn, &actor, &follow_id, accepted)
+            .map_err(|e| Rejection::internal(&e))?;
+        Ok(match (ours, accepted) {
+            (true, true) => "our follow was accepted".to_owned(),
+            (true, false) => "our follow was rejected".to_owned(),
+            (false, _) => "ignored: not an answer to a follow of ours".to_owned(),
+        })
+    })
+    .await?;
+    log_decision(&checked, "processed", &receipt.effect);
+    Ok(receipt)
 }
 
 fn log_decision(checked: &Checked, decision: &str, reason: &str) {
