@@ -678,6 +678,24 @@ fn peers_are_managed_by_cli_and_api(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(first["state"], "blocked");
     assert_eq!(first["reason"], "abuse");
 
+    // Adding through the API resolves and follows the same way.
+    let second = FakePeer::start()?;
+    let second_actor = second.add_actor("/actor", "Application");
+    second.serve(
+        "/.well-known/nodeinfo",
+        json!({"links": [{"rel": "https://www.w3.org/ns/activitystreams#Application", "href": second_actor}]}),
+    );
+    let added = server.send_json(
+        "POST",
+        "/api/v1/peers",
+        &json!({"domain": second.domain, "trust": true}),
+    )?;
+    assert_eq!(added.status, 201, "{}", added.body);
+    let added = added.json()?;
+    assert_eq!(added["actor_id"], second_actor.as_str());
+    assert_eq!(added["state"], "trusted");
+    assert_eq!(added["follow_state"], "requested");
+
     let unreachable =
         server.send_json("POST", "/api/v1/peers", &json!({"domain": "127.0.0.1:9"}))?;
     assert_eq!(unreachable.status, 422, "{}", unreachable.body);
