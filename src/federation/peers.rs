@@ -59,7 +59,7 @@ pub struct Peer {
     pub actor_id: Option<String>,
     /// That actor's inbox.
     pub inbox: Option<String>,
-    /// Where our Follow of that actor stands: `requested`, `accepted` or `rejected`.
+    /// State of our Follow of that actor: `requested`, `accepted` or `rejected`.
     pub follow_state: Option<String>,
     /// The operator's reason for its state.
     pub reason: Option<String>,

@@ -41,7 +41,7 @@ pub(super) async fn dispatch(
     }
 }
 
-/// Records a peer's answer to our Follow of it. Other Accepts and Rejects (RSVPs to events)
+/// Records a peer's Accept or Reject of our Follow of it. Other Accepts and Rejects (RSVPs)
 /// are not handled yet.
 async fn follow_answer(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejection> {
     let follow_id = checked
