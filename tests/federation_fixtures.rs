@@ -376,7 +376,7 @@ fn event_times_keep_their_instant(backend: Backend) -> anyhow::Result<()> {
         .peer("agenda.example.org", true)?
         .add_actor(actor_path, "Person");
     for case in data["inbound"].as_array().context("inbound")? {
-        let name = case["case"].as_str().unwrap_or_default();
+        let name = case["desc"].as_str().unwrap_or_default();
         let text = case["activity"]
             .to_string()
             .replace("https://agenda.example.org", &peer_base);

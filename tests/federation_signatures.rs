@@ -68,7 +68,11 @@ fn load(file: &str) -> anyhow::Result<(chrono::DateTime<chrono::Utc>, Vec<Case>)
                 .collect(),
         };
         cases.push(Case {
-            name: case["case"].as_str().unwrap_or_default().to_owned(),
+            name: format!(
+                "case {} ({})",
+                case["case"].as_str().unwrap_or_default(),
+                case["desc"].as_str().unwrap_or_default()
+            ),
             headers,
             method: request["method"].as_str().unwrap_or("POST").to_owned(),
             path: request["path"].as_str().unwrap_or("/inbox").to_owned(),
