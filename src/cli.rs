@@ -67,6 +67,9 @@ pub enum Command {
     },
     /// Load and validate the settings, then print them without secrets.
     CheckConfig,
+    /// Rebuild seats taken and booking states from the booking ledger and report every
+    /// difference from the stored projection; exits with failure when there is one.
+    VerifyLedger,
 }
 
 /// Migration subcommands.
@@ -125,6 +128,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { calendar } => export(&config, &calendar),
         Command::Expand { file } => expand(file.as_deref()),
         Command::CheckConfig => check_config(&config),
+        Command::VerifyLedger => verify_ledger(&config),
     }
 }
 
@@ -279,5 +283,26 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     writeln!(out, "listen = {}", config.listen)?;
     writeln!(out, "public_url = {}", config.public_url())?;
     writeln!(out, "pool_size = {}", config.pool_size)?;
+    Ok(())
+}
+
+fn verify_ledger(config: &Config) -> anyhow::Result<()> {
+    let mut conn = open_database(config)?;
+    let report = crate::booking::ledger::verify(&mut conn)?;
+    let mut out = std::io::stdout().lock();
+    for difference in &report.differences {
+        writeln!(out, "{difference}")?;
+    }
+    writeln!(
+        out,
+        "{} ledger entries, {} bookings, {} occurrences: {} differences",
+        report.entries,
+        report.bookings,
+        report.occurrences,
+        report.differences.len()
+    )?;
+    if !report.differences.is_empty() {
+        bail!("the ledger and the projection differ");
+    }
     Ok(())
 }

@@ -5,6 +5,8 @@
 
 mod activitypub;
 mod agenda;
+mod availability;
+mod bookings;
 mod calendars;
 pub mod error;
 mod event_json;
@@ -28,6 +30,9 @@ pub struct AppState {
     pub pool: DbPool,
     /// Public base URL without a trailing slash, for ids and links.
     pub public_url: String,
+    /// Decides booking commands; one per process so that requests for the same occurrence
+    /// share transactions.
+    pub bookings: std::sync::Arc<crate::booking::group::BookingService>,
 }
 
 impl AppState {
@@ -58,6 +63,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(agenda::routes)
             .configure(ics::routes)
             .configure(activitypub::routes)
+            .configure(bookings::routes)
+            .configure(availability::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -64,7 +64,108 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    attendees (id) {
+        id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    booking_settings (event_id) {
+        event_id -> BigInt,
+        buffer_before_seconds -> BigInt,
+        buffer_after_seconds -> BigInt,
+        opens_before_seconds -> Nullable<BigInt>,
+        closes_before_seconds -> BigInt,
+        waitlist -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    occurrence_capacities (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        capacity_override -> Nullable<Integer>,
+        capacity -> Nullable<Integer>,
+        seats_taken -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bookings (id) {
+        id -> BigInt,
+        capacity_id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        attendee -> Text,
+        seats -> Integer,
+        state -> Text,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        hold_expires_at -> Nullable<Timestamp>,
+        order_ref -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        booking_id -> BigInt,
+        capacity_id -> BigInt,
+        attendee -> Text,
+        kind -> Text,
+        seats -> Integer,
+        idempotency_key -> Nullable<Text>,
+        order_ref -> Nullable<Text>,
+        hold_expires_at -> Nullable<Timestamp>,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    busy_blocks (id) {
+        id -> BigInt,
+        attendee -> Text,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        label -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (caller, key) {
+        caller -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        status -> Integer,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(events -> calendars (calendar_id));
 diesel::joinable!(event_overrides -> events (event_id));
 
-diesel::allow_tables_to_appear_in_same_query!(calendars, events, event_overrides, api_tokens);
+diesel::joinable!(bookings -> occurrence_capacities (capacity_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    calendars,
+    events,
+    event_overrides,
+    api_tokens,
+    attendees,
+    booking_settings,
+    occurrence_capacities,
+    bookings,
+    ledger_entries,
+    busy_blocks,
+    idempotency_keys,
+);
