@@ -35,7 +35,7 @@ pub const MAX_SEATS_PER_REQUEST: i64 = 1_000;
 /// Longest attendee id, in characters.
 pub const MAX_ATTENDEE_CHARS: usize = 200;
 /// Shortest hold, in seconds.
-pub const MIN_HOLD_SECONDS: i64 = 10;
+pub const MIN_HOLD_SECONDS: i64 = 1;
 /// Longest hold, in seconds (one day).
 pub const MAX_HOLD_SECONDS: i64 = 86_400;
 /// Longest order reference of a hold confirmation, in characters.
