@@ -106,7 +106,11 @@ fn attendee_of(who: &str) -> String {
 fn verify_clean(db: &TestDb) -> anyhow::Result<ledger::Verification> {
     let mut conn = db.connect()?;
     let report = ledger::verify(&mut conn)?;
-    assert_eq!(report.differences, Vec::<String>::new(), "ledger and projection agree");
+    assert_eq!(
+        report.differences,
+        Vec::<String>::new(),
+        "ledger and projection agree"
+    );
     Ok(report)
 }
 
@@ -183,11 +187,23 @@ fn last_seats_race_never_overbooks(backend: Backend) -> anyhow::Result<()> {
             let verdicts = race(&db, key, &people)?;
 
             let confirmed = expect["confirmed"].as_i64().unwrap() as i32;
-            assert_eq!(seats_taken(&db, key)?, confirmed, "{scenario} round {round}");
+            assert_eq!(
+                seats_taken(&db, key)?,
+                confirmed,
+                "{scenario} round {round}"
+            );
             let new_bookings = confirmed - setup["confirmed"].as_i64().unwrap() as i32;
-            assert_eq!(count(&verdicts, Verdict::Booked), new_bookings as usize, "{scenario}");
+            assert_eq!(
+                count(&verdicts, Verdict::Booked),
+                new_bookings as usize,
+                "{scenario}"
+            );
             let waitlisted = expect["waitlisted"].as_u64().unwrap_or(0) as usize;
-            assert_eq!(count(&verdicts, Verdict::Waitlisted), waitlisted, "{scenario}");
+            assert_eq!(
+                count(&verdicts, Verdict::Waitlisted),
+                waitlisted,
+                "{scenario}"
+            );
             assert_eq!(
                 count(&verdicts, Verdict::Full),
                 people.len() - new_bookings as usize - waitlisted,
@@ -217,7 +233,13 @@ fn cancel_frees_seat_exactly_once(backend: Backend) -> anyhow::Result<()> {
                 }
                 outcome
             }
-            _ => run_one(&db, key, Command::Cancel { booking_id: ids[&who] })?,
+            _ => run_one(
+                &db,
+                key,
+                Command::Cancel {
+                    booking_id: ids[&who],
+                },
+            )?,
         };
         let expected = step["expect"].as_str().unwrap();
         match expected {
@@ -261,10 +283,16 @@ fn lapsed_hold_frees_seat_and_cannot_be_confirmed(backend: Backend) -> anyhow::R
     )?;
     assert_eq!(hold.verdict, Verdict::Held);
     let hold_id = hold.booking.unwrap().id;
-    assert_eq!(run_one(&db, key, book_command("sami", 1))?.verdict, Verdict::Full);
+    assert_eq!(
+        run_one(&db, key, book_command("sami", 1))?.verdict,
+        Verdict::Full
+    );
 
     std::thread::sleep(std::time::Duration::from_millis(1_300));
-    assert_eq!(run_one(&db, key, book_command("sami", 1))?.verdict, Verdict::Booked);
+    assert_eq!(
+        run_one(&db, key, book_command("sami", 1))?.verdict,
+        Verdict::Booked
+    );
     let confirm = run_one(
         &db,
         key,
@@ -302,7 +330,10 @@ fn check_constraint_stops_overbooking(backend: Backend) -> anyhow::Result<()> {
     let overbook =
         diesel::sql_query("UPDATE occurrence_capacities SET seats_taken = seats_taken + 1")
             .execute(&mut conn);
-    assert!(overbook.is_err(), "seats_taken above capacity must be refused");
+    assert!(
+        overbook.is_err(),
+        "seats_taken above capacity must be refused"
+    );
     Ok(())
 }
 

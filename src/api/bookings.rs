@@ -28,13 +28,25 @@ pub const MAX_LISTED_BOOKINGS: i64 = 1_000;
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     let occurrence = "/api/v1/events/{id}/occurrences/{recurrence_id}";
     cfg.route(&format!("{occurrence}/bookings"), web::post().to(book))
-        .route(&format!("{occurrence}/bookings"), web::get().to(list_occurrence))
-        .route(&format!("{occurrence}/capacity"), web::put().to(set_capacity))
-        .route("/api/v1/events/{id}/booking-settings", web::put().to(put_settings))
+        .route(
+            &format!("{occurrence}/bookings"),
+            web::get().to(list_occurrence),
+        )
+        .route(
+            &format!("{occurrence}/capacity"),
+            web::put().to(set_capacity),
+        )
+        .route(
+            "/api/v1/events/{id}/booking-settings",
+            web::put().to(put_settings),
+        )
         .route("/api/v1/bookings/{id}", web::get().to(show))
         .route("/api/v1/bookings/{id}", web::delete().to(cancel))
         .route("/api/v1/holds/{id}/confirm", web::post().to(confirm))
-        .route("/api/v1/attendees/{attendee}/bookings", web::get().to(list_attendee));
+        .route(
+            "/api/v1/attendees/{attendee}/bookings",
+            web::get().to(list_attendee),
+        );
 }
 
 #[derive(Debug, Deserialize)]
@@ -357,9 +369,9 @@ fn claim_for(
     let Some(value) = request.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
-    let key = value.to_str().map_err(|_| {
-        ApiError::invalid("Idempotency-Key", "(not text)", "must be visible ASCII")
-    })?;
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::invalid("Idempotency-Key", "(not text)", "must be visible ASCII"))?;
     idempotency::check_key(key).map_err(|problem| {
         ApiError::over_limit("Idempotency-Key", key, problem, idempotency::MAX_KEY_BYTES)
     })?;
@@ -373,11 +385,7 @@ fn claim_for(
     Ok(Some(Claim {
         caller: crate::auth::hash_token(token),
         key: key.to_owned(),
-        fingerprint: idempotency::fingerprint(
-            request.method().as_str(),
-            request.path(),
-            body,
-        ),
+        fingerprint: idempotency::fingerprint(request.method().as_str(), request.path(), body),
         success_status,
     }))
 }
@@ -389,7 +397,8 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
             limit: MAX_JSON_BODY_BYTES,
         });
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
 fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {
@@ -436,8 +445,18 @@ fn settings_from_input(input: &SettingsInput) -> Result<EventSettings, ApiError>
     use crate::availability::facts::MAX_BUFFER_SECONDS;
     const YEAR_SECONDS: i64 = 366 * 86_400;
     let checks = [
-        ("buffer_before_seconds", input.buffer_before_seconds, 0, MAX_BUFFER_SECONDS),
-        ("buffer_after_seconds", input.buffer_after_seconds, 0, MAX_BUFFER_SECONDS),
+        (
+            "buffer_before_seconds",
+            input.buffer_before_seconds,
+            0,
+            MAX_BUFFER_SECONDS,
+        ),
+        (
+            "buffer_after_seconds",
+            input.buffer_after_seconds,
+            0,
+            MAX_BUFFER_SECONDS,
+        ),
         (
             "opens_before_seconds",
             input.opens_before_seconds.unwrap_or(0),
@@ -471,7 +490,10 @@ fn settings_from_input(input: &SettingsInput) -> Result<EventSettings, ApiError>
 }
 
 /// Parses the `{id}/occurrences/{recurrence_id}` part of a path.
-pub(super) fn occurrence_key(event_id: i64, recurrence_id: &str) -> Result<OccurrenceKey, ApiError> {
+pub(super) fn occurrence_key(
+    event_id: i64,
+    recurrence_id: &str,
+) -> Result<OccurrenceKey, ApiError> {
     let instant = NaiveDateTime::parse_from_str(recurrence_id, "%Y%m%dT%H%M%SZ")
         .map_err(|_| {
             ApiError::invalid(

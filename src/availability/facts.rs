@@ -262,10 +262,7 @@ pub fn facts_for(
             facts.booked.push(0);
             continue;
         }
-        let event_settings = settings
-            .get(&booking.event_id)
-            .copied()
-            .unwrap_or_default();
+        let event_settings = settings.get(&booking.event_id).copied().unwrap_or_default();
         facts.booked.push(facts.occurrences.len() as u32);
         facts.occurrences.push(local_occurrence(
             booking.start,
@@ -337,7 +334,14 @@ mod tests {
         assert_eq!(facts.booked, [0, 1]);
         assert_eq!(facts.occurrences.len(), 2);
 
-        let without = facts_for(Some(&target), &person, &HashMap::new(), at(0), None, Some(1));
+        let without = facts_for(
+            Some(&target),
+            &person,
+            &HashMap::new(),
+            at(0),
+            None,
+            Some(1),
+        );
         assert_eq!(without.booked, [1]);
     }
 

@@ -323,7 +323,9 @@ mod tests {
     #[test]
     fn overlap_with_booking_is_conflict() {
         let mut facts = request_on(occurrence(10 * HOUR, 11 * HOUR), book(0, 1));
-        facts.occurrences.push(occurrence(10 * HOUR + 1800, 12 * HOUR));
+        facts
+            .occurrences
+            .push(occurrence(10 * HOUR + 1800, 12 * HOUR));
         facts.booked.push(1);
         assert_eq!(
             verdict(&facts),

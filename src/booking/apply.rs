@@ -48,7 +48,10 @@ pub fn apply(
         let bookable = match occurrence::find(conn, key) {
             Ok(found) => found,
             Err(Error::EventNotFound(id)) => {
-                return Ok(commands.iter().map(|_| Err(Error::EventNotFound(id))).collect());
+                return Ok(commands
+                    .iter()
+                    .map(|_| Err(Error::EventNotFound(id)))
+                    .collect());
             }
             Err(Error::OccurrenceNotFound {
                 event_id,
@@ -135,12 +138,8 @@ impl Run {
                 }
             }
         }
-        run.waiting = store::bookings_in_state(
-            conn,
-            run.row.id,
-            BookingState::Waitlisted,
-            WAITLIST_SCAN,
-        )?;
+        run.waiting =
+            store::bookings_in_state(conn, run.row.id, BookingState::Waitlisted, WAITLIST_SCAN)?;
         run.load_people(conn, commands)?;
         run.promote_waitlist();
         Ok(run)
@@ -161,7 +160,11 @@ impl Run {
         Ok(())
     }
 
-    fn look_up_keys(&mut self, conn: &mut AnyConnection, commands: &[Command]) -> Result<(), Error> {
+    fn look_up_keys(
+        &mut self,
+        conn: &mut AnyConnection,
+        commands: &[Command],
+    ) -> Result<(), Error> {
         for (index, command) in commands.iter().enumerate() {
             let claim = match command {
                 Command::Book(request) => request.idempotency.as_ref(),
@@ -201,7 +204,11 @@ impl Run {
 
         let window = Window {
             from: self.bookable.occurrence.start,
-            to: self.bookable.occurrence.end.max(self.bookable.occurrence.start),
+            to: self
+                .bookable
+                .occurrence
+                .end
+                .max(self.bookable.occurrence.start),
         };
         self.people = facts::load_people(conn, &ids, window, self.now)?;
         let mut event_ids = facts::event_ids(self.people.values());
@@ -281,7 +288,11 @@ impl Run {
         }
     }
 
-    fn command(&mut self, conn: &mut AnyConnection, command: &Command) -> Result<Result<Answer, Error>, Error> {
+    fn command(
+        &mut self,
+        conn: &mut AnyConnection,
+        command: &Command,
+    ) -> Result<Result<Answer, Error>, Error> {
         let index = self.next_command;
         self.next_command += 1;
         if let Some(replay) = self.replays.remove(&index) {
@@ -300,7 +311,11 @@ impl Run {
         Ok(outcome.map(Answer::Decided))
     }
 
-    fn book(&mut self, conn: &mut AnyConnection, request: &BookRequest) -> Result<Result<Outcome, Error>, Error> {
+    fn book(
+        &mut self,
+        conn: &mut AnyConnection,
+        request: &BookRequest,
+    ) -> Result<Result<Outcome, Error>, Error> {
         let kind = if request.hold_seconds.is_some() {
             RequestKind::Hold
         } else {
@@ -367,7 +382,11 @@ impl Run {
         Ok(Ok(outcome))
     }
 
-    fn cancel(&mut self, conn: &mut AnyConnection, booking_id: i64) -> Result<Result<Outcome, Error>, Error> {
+    fn cancel(
+        &mut self,
+        conn: &mut AnyConnection,
+        booking_id: i64,
+    ) -> Result<Result<Outcome, Error>, Error> {
         let Some(mut booking) = self.named.get(&booking_id).cloned() else {
             return Ok(Err(Error::BookingNotFound(booking_id)));
         };
@@ -381,7 +400,8 @@ impl Run {
         }
         booking.state = BookingState::Cancelled;
         store::set_booking_state(conn, &booking, self.now)?;
-        self.entries.push(entry(&booking, EntryKind::Cancelled, None));
+        self.entries
+            .push(entry(&booking, EntryKind::Cancelled, None));
         match was {
             BookingState::Booked => {
                 self.row.seats_taken -= booking.seats;
@@ -480,7 +500,8 @@ impl Run {
                     let mut booking = self.waiting.remove(index);
                     booking.state = BookingState::Booked;
                     self.row.seats_taken += booking.seats;
-                    self.entries.push(entry(&booking, EntryKind::Promoted, None));
+                    self.entries
+                        .push(entry(&booking, EntryKind::Promoted, None));
                     self.changes.push(LiveChange::Started(booking.clone()));
                     self.remember(&booking);
                     self.pending_promotions.push(booking.clone());

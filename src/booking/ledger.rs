@@ -194,9 +194,9 @@ fn replay(
     let mut replayed: BTreeMap<i64, Replayed> = BTreeMap::new();
     for (entry_id, booking_id, capacity_id, kind_text, seats) in entries {
         let Some(kind) = EntryKind::parse(&kind_text) else {
-            report
-                .differences
-                .push(format!("ledger entry {entry_id} has unknown kind {kind_text:?}"));
+            report.differences.push(format!(
+                "ledger entry {entry_id} has unknown kind {kind_text:?}"
+            ));
             continue;
         };
         let before = replayed.get(&booking_id).map(|r| r.state);
@@ -323,10 +323,16 @@ mod tests {
     fn transitions_follow_the_booking_life_cycle() {
         use BookingState as S;
         assert_eq!(EntryKind::Booked.next_state(None), Some(S::Booked));
-        assert_eq!(EntryKind::Confirmed.next_state(Some(S::Held)), Some(S::Booked));
+        assert_eq!(
+            EntryKind::Confirmed.next_state(Some(S::Held)),
+            Some(S::Booked)
+        );
         assert_eq!(EntryKind::Confirmed.next_state(Some(S::Expired)), None);
         assert_eq!(EntryKind::Cancelled.next_state(Some(S::Cancelled)), None);
-        assert_eq!(EntryKind::Promoted.next_state(Some(S::Waitlisted)), Some(S::Booked));
+        assert_eq!(
+            EntryKind::Promoted.next_state(Some(S::Waitlisted)),
+            Some(S::Booked)
+        );
         assert_eq!(EntryKind::Booked.next_state(Some(S::Booked)), None);
     }
 }

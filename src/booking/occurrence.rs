@@ -31,10 +31,11 @@ impl Bookable {
 /// moved is still addressed by its original start.
 pub fn find(conn: &mut AnyConnection, key: OccurrenceKey) -> Result<Bookable, Error> {
     let event = store::find_event(conn, key.event_id)?.ok_or(Error::EventNotFound(key.event_id))?;
-    let occurrence = find_in_event(&event, key.recurrence_id)?.ok_or(Error::OccurrenceNotFound {
-        event_id: key.event_id,
-        recurrence_id: key.recurrence_id,
-    })?;
+    let occurrence =
+        find_in_event(&event, key.recurrence_id)?.ok_or(Error::OccurrenceNotFound {
+            event_id: key.event_id,
+            recurrence_id: key.recurrence_id,
+        })?;
     Ok(Bookable { event, occurrence })
 }
 

@@ -369,12 +369,16 @@ pub fn insert_busy_block(
 /// Deletes a person's busy block; `false` when there was none.
 pub fn delete_busy_block(conn: &mut AnyConnection, attendee: &str, id: i64) -> Result<bool, Error> {
     use crate::db::schema::busy_blocks as b;
-    let deleted = diesel::delete(b::table.find(id).filter(b::attendee.eq(attendee))).execute(conn)?;
+    let deleted =
+        diesel::delete(b::table.find(id).filter(b::attendee.eq(attendee))).execute(conn)?;
     Ok(deleted > 0)
 }
 
 fn create_attendee(conn: &mut AnyConnection, id: &str, now: DateTime<Utc>) -> Result<(), Error> {
-    let values = (attendees::id.eq(id), attendees::created_at.eq(now.naive_utc()));
+    let values = (
+        attendees::id.eq(id),
+        attendees::created_at.eq(now.naive_utc()),
+    );
     match conn {
         AnyConnection::Postgresql(pg) => {
             diesel::insert_into(attendees::table)
