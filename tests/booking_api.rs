@@ -125,7 +125,7 @@ fn check_exactly_ten(
 fn sixty_four_clients_get_ten_seats(backend: Backend) -> anyhow::Result<()> {
     let server = TestServer::start(backend)?;
     let path = occurrence(&server, "2031-01-10T10:00", Some(10))?;
-    let replies = stampede(&server, &[server.base.clone()], &path);
+    let replies = stampede(&server, std::slice::from_ref(&server.base), &path);
     check_exactly_ten(&server, &path, &replies)
 }
 

@@ -81,6 +81,10 @@ impl From<calendar::Error> for ApiError {
 
 impl ApiError {
     /// A 422 for a value outside a stated limit.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "callers pass numbers and string slices alike"
+    )]
     pub fn over_limit(
         field: &str,
         value: impl ToString,

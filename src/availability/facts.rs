@@ -237,10 +237,10 @@ pub fn local_occurrence(
 /// The target occurrence gets index 0; the person's other bookings follow. `exclude_booking`
 /// leaves out the booking a confirmation or promotion is about, so it does not conflict with
 /// itself.
-pub fn facts_for(
+pub fn facts_for<S: std::hash::BuildHasher>(
     target: Option<&Target>,
     person: &PersonFacts,
-    settings: &HashMap<i64, EventSettings>,
+    settings: &HashMap<i64, EventSettings, S>,
     now: DateTime<Utc>,
     request: Option<RequestFact>,
     exclude_booking: Option<i64>,

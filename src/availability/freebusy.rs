@@ -51,7 +51,7 @@ pub fn free_busy(
     let booked_ids: Vec<i64> = person
         .bookings
         .iter()
-        .filter(|b| !target.is_some_and(|t| t.capacity_id == Some(b.capacity_id)))
+        .filter(|b| target.is_none_or(|t| t.capacity_id != Some(b.capacity_id)))
         .map(|b| b.booking_id)
         .collect();
     let on_target: Option<i64> = person

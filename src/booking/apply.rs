@@ -28,6 +28,10 @@ use crate::db::{AnyConnection, write_transaction};
 const WAITLIST_SCAN: i64 = 200;
 
 /// What a command produced.
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one short-lived value per request; boxing would only add an allocation"
+)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
     /// Decided now.

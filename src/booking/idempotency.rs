@@ -6,6 +6,8 @@
 //! say "try again later", so a retry with the same key is decided afresh. Stored keys are kept
 //! for [`RETENTION_HOURS`] hours.
 
+use std::fmt::Write;
+
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use sha2::{Digest, Sha256};
@@ -65,8 +67,10 @@ pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     hasher
         .finalize()
         .iter()
-        .map(|byte| format!("{byte:02x}"))
-        .collect()
+        .fold(String::with_capacity(64), |mut hex, byte| {
+            let _ = write!(hex, "{byte:02x}");
+            hex
+        })
 }
 
 /// Finds the stored response for `claim`: `None` when the key is new, an error when it was

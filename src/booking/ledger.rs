@@ -65,11 +65,11 @@ impl EntryKind {
     pub fn next_state(self, before: Option<BookingState>) -> Option<BookingState> {
         use BookingState as S;
         match (self, before) {
-            (EntryKind::Booked, None) => Some(S::Booked),
+            (EntryKind::Booked, None)
+            | (EntryKind::Confirmed, Some(S::Held))
+            | (EntryKind::Promoted, Some(S::Waitlisted)) => Some(S::Booked),
             (EntryKind::Held, None) => Some(S::Held),
             (EntryKind::Waitlisted, None) => Some(S::Waitlisted),
-            (EntryKind::Confirmed, Some(S::Held)) => Some(S::Booked),
-            (EntryKind::Promoted, Some(S::Waitlisted)) => Some(S::Booked),
             (EntryKind::Cancelled, Some(S::Booked | S::Held | S::Waitlisted)) => Some(S::Cancelled),
             (EntryKind::Expired, Some(S::Held)) => Some(S::Expired),
             _ => None,

@@ -19,6 +19,10 @@ pub enum LiveChange {
 
 /// Records the live changes of one booking transaction, inside that transaction.
 // NOTE: nothing is enqueued yet; reminders hook in here once the delivery queue exists.
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "enqueueing reminders here will write in the transaction and can fail"
+)]
 pub(crate) fn record(_conn: &mut AnyConnection, changes: &[LiveChange]) -> Result<(), Error> {
     for change in changes {
         match change {
