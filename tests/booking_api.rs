@@ -165,8 +165,8 @@ fn double_click_books_once(backend: Backend) -> anyhow::Result<()> {
         .collect();
     let replies: Vec<Reply> = clicks.into_iter().map(|h| h.join().unwrap()).collect();
     for reply in &replies {
-        // The second click either waits for the first and gets its result, or is told that the
-        // first is still running.
+        // The second click either arrives after the first finished and gets its result, or
+        // gets 409 because the first is still running.
         assert!(reply.status == 201 || reply.status == 409, "{}", reply.body);
     }
     assert!(replies.iter().any(|r| r.status == 201));

@@ -122,15 +122,19 @@ fn seats_taken(db: &TestDb, key: OccurrenceKey) -> anyhow::Result<i32> {
 /// Runs every step of one case-file scenario at the same instant, each in its own thread and
 /// transaction, and returns the verdicts.
 fn race(db: &TestDb, key: OccurrenceKey, people: &[String]) -> anyhow::Result<Vec<Verdict>> {
+    // Connect first: a thread that failed to connect would leave the others at the barrier.
+    let connections = people
+        .iter()
+        .map(|_| rose_events::db::connect(&db.url))
+        .collect::<Result<Vec<_>, _>>()?;
     let barrier = Arc::new(Barrier::new(people.len()));
     let handles: Vec<_> = people
         .iter()
-        .map(|person| {
+        .zip(connections)
+        .map(|(person, mut conn)| {
             let barrier = Arc::clone(&barrier);
-            let url = db.url.clone();
             let person = person.clone();
             std::thread::spawn(move || -> anyhow::Result<Verdict> {
-                let mut conn = rose_events::db::connect(&url)?;
                 barrier.wait();
                 let mut results = apply(&mut conn, key, &[book_command(&person, 1)], Utc::now())?;
                 Ok(decided(results.remove(0)?).verdict)

@@ -13,11 +13,11 @@ use crate::availability::freebusy::free_busy;
 use crate::booking::{self, store};
 use crate::calendar::time::Window;
 
-/// Longest free/busy window, in days.
+/// Maximum free/busy window, in days.
 pub const MAX_WINDOW_DAYS: i64 = 400;
-/// Longest busy block, in days.
+/// Maximum busy block length, in days.
 pub const MAX_BLOCK_DAYS: i64 = 366;
-/// Longest busy block label, in characters.
+/// Maximum busy block label length, in characters.
 pub const MAX_LABEL_CHARS: usize = 200;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -137,7 +137,7 @@ async fn availability(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// The candidate occurrence as the rules see it, with seats read without locking.
+/// Builds the candidate occurrence as the rules see it, reading seats without locking.
 fn candidate_target(
     conn: &mut crate::db::AnyConnection,
     key: booking::OccurrenceKey,

@@ -109,9 +109,6 @@ async fn book(
     let input: BookingInput = parse_json(&body)?;
     check_booking_input(&input)?;
     let claim = claim_for(&request, &body, 201)?;
-    if let Some(stored) = stored_response(&state, claim.as_ref()).await? {
-        return Ok(stored);
-    }
     let command = Command::Book(BookRequest {
         attendee: input.attendee,
         seats: input.seats,
@@ -142,9 +139,6 @@ async fn confirm(
         ));
     }
     let claim = claim_for(&request, &body, 200)?;
-    if let Some(stored) = stored_response(&state, claim.as_ref()).await? {
-        return Ok(stored);
-    }
     let held = find_booking(&state, id).await?;
     let command = Command::Confirm {
         booking_id: id,
@@ -281,8 +275,8 @@ async fn list_occurrence(
     Ok(HttpResponse::Ok().json(body))
 }
 
-/// Turns a booking answer into a response: success statuses for granted verdicts, 409 with a
-/// problem body for refusals, and the stored status and body for a replay.
+/// Builds the response for a command's result: a success status for a granted verdict, 409
+/// with a problem body for a refusal, and the stored status and body for a replay.
 fn answer_response(answer: Answer, success_status: u16) -> HttpResponse {
     match answer {
         Answer::Replayed(stored) => {
@@ -329,19 +323,6 @@ fn outcome_response(outcome: &Outcome, success_status: u16) -> HttpResponse {
     HttpResponse::Conflict()
         .content_type("application/problem+json")
         .body(body.to_string())
-}
-
-async fn stored_response(
-    state: &AppState,
-    claim: Option<&Claim>,
-) -> Result<Option<HttpResponse>, ApiError> {
-    let Some(claim) = claim.cloned() else {
-        return Ok(None);
-    };
-    let stored = state
-        .with_conn(move |conn| Ok(idempotency::lookup(conn, &claim)?))
-        .await?;
-    Ok(stored.map(|stored| answer_response(Answer::Replayed(stored), 200)))
 }
 
 async fn find_booking(state: &AppState, id: i64) -> Result<booking::Booking, ApiError> {

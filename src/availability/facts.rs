@@ -14,8 +14,8 @@ use crate::calendar::time::Window;
 use crate::db::AnyConnection;
 use crate::db::schema::{booking_settings, bookings, busy_blocks};
 
-/// Largest buffer an event may ask for, seconds; also how far outside a window bookings are
-/// loaded, since a buffer can make them reach into it.
+/// Maximum buffer an event may ask for, in seconds. Bookings are loaded this far outside a
+/// window because a buffer can make them reach into it.
 pub const MAX_BUFFER_SECONDS: i64 = 86_400;
 
 /// Errors while loading facts.
@@ -34,7 +34,7 @@ pub enum Error {
     Database(#[from] diesel::result::Error),
 }
 
-/// How an event's occurrences may be booked.
+/// Booking rules of one event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize)]
 pub struct EventSettings {
     /// Free time needed before each occurrence, seconds.
@@ -75,7 +75,7 @@ pub struct PersonBlock {
     pub end: DateTime<Utc>,
 }
 
-/// What one person's calendar contributes to a decision.
+/// One person's calendar as far as a decision needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersonFacts {
     /// Live bookings and holds near the window.
@@ -207,7 +207,7 @@ pub fn load_people(
     Ok(people)
 }
 
-/// The rules' view of a local occurrence. Seats are filled in by the caller.
+/// Builds the rules' view of a local occurrence. The caller fills in the seats.
 pub fn local_occurrence(
     start: DateTime<Utc>,
     end: DateTime<Utc>,

@@ -22,8 +22,8 @@ pub struct BusyPeriod {
     pub id: i64,
 }
 
-/// The busy periods of `attendee` that meet `window`, and the assessment of `candidate` if
-/// given (seats are the candidate's own; `candidate_seats` are requested).
+/// Lists the busy periods of `attendee` that meet `window` and assesses `candidate`, an
+/// occurrence with the seats to request, when one is given.
 pub fn free_busy(
     conn: &mut AnyConnection,
     attendee: &str,

@@ -1,7 +1,7 @@
 //! The availability program: one crepe Datalog program over the facts of one request.
 //!
-//! crepe defines its runtime and relation structs in the enclosing module, so this module holds
-//! the program and the one function that runs it; nothing generated leaves it.
+//! crepe defines its runtime and relation structs in the enclosing module, so this module
+//! contains only the program and the one function that runs it. Nothing generated leaves it.
 
 use crepe::crepe;
 
@@ -344,7 +344,7 @@ mod tests {
 
     #[test]
     fn larger_facing_buffer_decides_conflict() {
-        // The booked occurrence ends at 11:00 and needs 30 minutes after it; the request
+        // The booked occurrence ends at 11:00 and needs 30 minutes after it. The request
         // starts at 11:20 and needs 10 minutes before it, so the 30 minutes win.
         let mut candidate = occurrence(11 * HOUR + 1200, 12 * HOUR);
         candidate.buffer_before = 600;

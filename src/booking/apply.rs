@@ -1,10 +1,10 @@
 //! The booking function: every change to an occurrence's bookings runs through [`apply`].
 //!
-//! One call is one transaction over one occurrence. It locks the occurrence's capacity row
-//! (created on first use), marks lapsed holds expired, locks the rows of every person involved
-//! (sorted, after the capacity row), loads their availability facts, then decides each command
-//! in arrival order with the availability rules, appends ledger entries and updates the
-//! projection. Commands see the effects of the commands before them, so a batch of waiting
+//! One call is one transaction over one occurrence. It locks the occurrence's capacity row,
+//! which is created on first use, and marks lapsed holds expired. Then it locks the rows of
+//! every person involved, sorted and after the capacity row, and loads their availability
+//! facts. Finally it decides each command in arrival order with the availability rules,
+//! appends ledger entries and updates the projection. Commands see the effects of the commands before them, so a batch of waiting
 //! requests decides exactly as the same requests would one at a time.
 
 use std::collections::HashMap;
@@ -27,7 +27,7 @@ use crate::db::{AnyConnection, write_transaction};
 /// Waitlisted requests considered for promotion in one transaction.
 const WAITLIST_SCAN: i64 = 200;
 
-/// What a command produced.
+/// Result of one command.
 #[expect(
     clippy::large_enum_variant,
     reason = "one short-lived value per request; boxing would only add an allocation"
@@ -150,7 +150,7 @@ impl Run {
     }
 
     /// Marks holds whose expiry has passed as expired. Correctness does not depend on it
-    /// (lapsed holds are not counted), but it frees the person to book again.
+    /// because lapsed holds are not counted, but it lets the person book again.
     fn expire_lapsed_holds(&mut self, conn: &mut AnyConnection) -> Result<(), Error> {
         let held = store::bookings_in_state(conn, self.row.id, BookingState::Held, i64::MAX)?;
         for mut booking in held {
@@ -164,27 +164,35 @@ impl Run {
         Ok(())
     }
 
+    /// Finds the stored responses of commands whose idempotency key was used before.
     fn look_up_keys(
         &mut self,
         conn: &mut AnyConnection,
         commands: &[Command],
     ) -> Result<(), Error> {
-        for (index, command) in commands.iter().enumerate() {
-            let claim = match command {
-                Command::Book(request) => request.idempotency.as_ref(),
-                Command::Confirm { idempotency, .. } => idempotency.as_ref(),
-                Command::Cancel { .. } | Command::SetCapacity { .. } => None,
-            };
-            let Some(claim) = claim else { continue };
-            match idempotency::lookup(conn, claim) {
+        let claimed: Vec<(usize, &Claim)> = commands
+            .iter()
+            .enumerate()
+            .filter_map(|(index, command)| {
+                let claim = match command {
+                    Command::Book(request) => request.idempotency.as_ref(),
+                    Command::Confirm { idempotency, .. } => idempotency.as_ref(),
+                    Command::Cancel { .. } | Command::SetCapacity { .. } => None,
+                };
+                claim.map(|claim| (index, claim))
+            })
+            .collect();
+        let claims: Vec<&Claim> = claimed.iter().map(|(_, claim)| *claim).collect();
+        let found = idempotency::lookup_many(conn, &claims)?;
+        for ((index, _), result) in claimed.into_iter().zip(found) {
+            match result {
                 Ok(Some(stored)) => {
                     self.replays.insert(index, Ok(stored));
                 }
                 Ok(None) => {}
-                Err(Error::KeyReused(key)) => {
-                    self.replays.insert(index, Err(Error::KeyReused(key)));
+                Err(error) => {
+                    self.replays.insert(index, Err(error));
                 }
-                Err(other) => return Err(other),
             }
         }
         Ok(())
@@ -484,8 +492,8 @@ impl Run {
     }
 
     /// Moves waitlisted requests onto the occurrence in arrival order while they fit. The
-    /// first that does not fit stops the pass so that a large group is not overtaken; one that
-    /// the person can no longer attend (a clash) is skipped and keeps its place.
+    /// first that does not fit stops the pass, so a large group is not overtaken. A request
+    /// that its person can no longer attend (a clash) is skipped and keeps its place.
     fn promote_waitlist(&mut self) -> Vec<i64> {
         let mut promoted = Vec::new();
         let mut index = 0;
@@ -592,9 +600,9 @@ impl Run {
             .map(|(claim, response)| (claim, response.clone()))
             .collect();
         idempotency::store(conn, &responses, self.now)?;
-        // The stored capacity is what the seats were checked against; when the organizer has
-        // lowered it below the seats already taken, the taken count stands in so that the
-        // CHECK (seats_taken <= capacity) still holds and no further seat is sold.
+        // The stored capacity is the one the seats were checked against. When the organizer has
+        // lowered it below the seats already taken, the taken count is stored instead, so the
+        // CHECK (seats_taken <= capacity) is still met and no further seat is sold.
         let taken = i64::from(self.row.seats_taken);
         self.row.capacity = self.capacity().map(|c| c.max(taken) as i32);
         store::update_capacity_row(conn, &self.row, self.now)?;

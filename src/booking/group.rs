@@ -1,9 +1,9 @@
 //! Group commit: requests waiting for the same occurrence are decided in one transaction.
 //!
 //! Each occurrence has a queue. The first request to find its queue idle starts a drain on a
-//! blocking thread; the drain takes everything waiting (up to [`MAX_BATCH`]) and runs it
-//! through [`apply`] as one transaction, then sends each request its own result and repeats
-//! until the queue is empty. Requests that arrive while a transaction commits wait for the next
+//! blocking thread. The drain takes everything waiting, up to [`MAX_BATCH`], and runs it
+//! through [`apply`] as one transaction. Then it sends each request its own result and
+//! repeats until the queue is empty. Requests that arrive while a transaction commits wait for the next
 //! one, so under load one commit (one WAL flush) serves many bookings, while an idle server
 //! still answers a lone request in one transaction of its own.
 //!
@@ -68,13 +68,12 @@ impl BookingService {
         key: OccurrenceKey,
         command: Command,
     ) -> Result<Answer, Error> {
-        let claim = claim_of(&command).map(|c| (c.caller.clone(), c.key.clone()));
-        if let Some(claim) = &claim {
-            let mut in_flight = lock(&self.keys_in_flight);
-            if !in_flight.insert(claim.clone()) {
-                return Err(Error::KeyInFlight(claim.1.clone()));
-            }
-        }
+        // The guard releases the key when this future ends, also when the client goes away
+        // and the future is dropped before the result arrives.
+        let _in_flight = match claim_of(&command) {
+            Some(claim) => Some(InFlight::claim(self, claim)?),
+            None => None,
+        };
         let (reply, receive) = oneshot::channel();
         let start_drain = {
             let mut queues = lock(&self.queues);
@@ -86,16 +85,15 @@ impl BookingService {
             let service = Arc::clone(self);
             actix_web::rt::task::spawn_blocking(move || service.drain(key));
         }
-        let result = receive
+        receive
             .await
-            .unwrap_or_else(|_| Err(Error::Corrupt("booking worker stopped".to_owned())));
-        if let Some(claim) = claim {
-            lock(&self.keys_in_flight).remove(&claim);
-        }
-        result
+            .unwrap_or_else(|_| Err(Error::Corrupt("booking worker stopped".to_owned())))
     }
 
     fn drain(&self, key: OccurrenceKey) {
+        // Should a batch panic, the guard removes the queue so that the next request starts a
+        // new drain instead of waiting forever; the panicked batch's callers get an error.
+        let _idle_on_exit = DrainGuard { service: self, key };
         loop {
             let batch: Vec<(Command, Reply)> = {
                 let mut queues = lock(&self.queues);
@@ -180,6 +178,45 @@ impl BookingService {
         match purged {
             Ok(count) => tracing::debug!(count, "purged expired idempotency keys"),
             Err(error) => tracing::warn!(error = %error, "purging idempotency keys failed"),
+        }
+    }
+}
+
+/// An idempotency key being decided in this process.
+struct InFlight<'a> {
+    service: &'a BookingService,
+    claim: (String, String),
+}
+
+impl<'a> InFlight<'a> {
+    fn claim(
+        service: &'a BookingService,
+        claim: &super::idempotency::Claim,
+    ) -> Result<Self, Error> {
+        let claim = (claim.caller.clone(), claim.key.clone());
+        if !lock(&service.keys_in_flight).insert(claim.clone()) {
+            return Err(Error::KeyInFlight(claim.1));
+        }
+        Ok(InFlight { service, claim })
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(&self.service.keys_in_flight).remove(&self.claim);
+    }
+}
+
+/// Removes an occurrence's queue when its drain panics.
+struct DrainGuard<'a> {
+    service: &'a BookingService,
+    key: OccurrenceKey,
+}
+
+impl Drop for DrainGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.service.queues).remove(&self.key);
         }
     }
 }

@@ -2,10 +2,11 @@
 //!
 //! A key is scoped to its caller (the hash of the bearer token) and stored with a fingerprint
 //! of the request (method, path and body) and the response, in the same transaction as the
-//! booking it produced. Only successful results are stored: refusals (409) and server errors
-//! say "try again later", so a retry with the same key is decided afresh. Stored keys are kept
+//! booking it produced. Only successful results are stored. Refusals (409) and server errors
+//! ask the client to retry later, so a retry with the same key is decided afresh. Stored keys are kept
 //! for [`RETENTION_HOURS`] hours.
 
+use std::collections::HashMap;
 use std::fmt::Write;
 
 use chrono::{DateTime, Duration, Utc};
@@ -18,19 +19,19 @@ use crate::db::schema::idempotency_keys;
 
 /// Hours a stored key is kept before [`purge_expired`] removes it; at least 24 hours are promised.
 pub const RETENTION_HOURS: i64 = 48;
-/// Longest key, in bytes.
+/// Maximum key length, in bytes.
 pub const MAX_KEY_BYTES: usize = 255;
 
 /// A request sent with an idempotency key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Claim {
-    /// Who sent it: the hash of the caller's bearer token.
+    /// Sender: the hash of the caller's bearer token.
     pub caller: String,
     /// The `Idempotency-Key` header value.
     pub key: String,
     /// SHA-256 of the method, path and body, hex.
     pub fingerprint: String,
-    /// HTTP status the request answers with when it succeeds (waitlisted answers 202).
+    /// HTTP status returned when the request succeeds (a waitlisted request returns 202).
     pub success_status: u16,
 }
 
@@ -96,6 +97,53 @@ pub fn lookup(conn: &mut AnyConnection, claim: &Claim) -> Result<Option<StoredRe
             body,
         })),
     }
+}
+
+/// Finds the stored responses for several claims with one query; each result is as
+/// [`lookup`] gives it.
+pub fn lookup_many(
+    conn: &mut AnyConnection,
+    claims: &[&Claim],
+) -> Result<Vec<Result<Option<StoredResponse>, Error>>, Error> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut callers: Vec<&str> = claims.iter().map(|c| c.caller.as_str()).collect();
+    callers.sort_unstable();
+    callers.dedup();
+    let keys: Vec<&str> = claims.iter().map(|c| c.key.as_str()).collect();
+    let rows = idempotency_keys::table
+        .filter(idempotency_keys::caller.eq_any(&callers))
+        .filter(idempotency_keys::key.eq_any(&keys))
+        .select((
+            idempotency_keys::caller,
+            idempotency_keys::key,
+            idempotency_keys::fingerprint,
+            idempotency_keys::status,
+            idempotency_keys::body,
+        ))
+        .load::<(String, String, String, i32, String)>(conn)?;
+    let stored: HashMap<(String, String), (String, i32, String)> = rows
+        .into_iter()
+        .map(|(caller, key, fingerprint, status, body)| {
+            ((caller, key), (fingerprint, status, body))
+        })
+        .collect();
+    Ok(claims
+        .iter()
+        .map(
+            |claim| match stored.get(&(claim.caller.clone(), claim.key.clone())) {
+                None => Ok(None),
+                Some((fingerprint, _, _)) if *fingerprint != claim.fingerprint => {
+                    Err(Error::KeyReused(claim.key.clone()))
+                }
+                Some((_, status, body)) => Ok(Some(StoredResponse {
+                    status: u16::try_from(*status).unwrap_or(500),
+                    body: body.clone(),
+                })),
+            },
+        )
+        .collect())
 }
 
 /// Stores responses for claims, inside the caller's transaction.

@@ -13,7 +13,7 @@ use super::{BookingState, Error};
 use crate::db::AnyConnection;
 use crate::db::schema::{bookings, ledger_entries, occurrence_capacities};
 
-/// What a ledger entry records.
+/// Kind of change a ledger entry records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EntryKind {
     /// Seats taken by a new booking.
@@ -33,7 +33,7 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
-    /// The stored spelling.
+    /// Returns the stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Booked => "booked",
@@ -60,8 +60,8 @@ impl EntryKind {
         .find(|kind| kind.as_str() == text)
     }
 
-    /// The state a booking reaches through this entry from `before` (`None`: a new booking),
-    /// or `None` when the transition is not allowed.
+    /// Returns the state a booking reaches through this entry from `before` (`None` for a new
+    /// booking), or `None` when the transition is not allowed.
     pub fn next_state(self, before: Option<BookingState>) -> Option<BookingState> {
         use BookingState as S;
         match (self, before) {
@@ -141,7 +141,7 @@ pub(crate) fn append(
     Ok(())
 }
 
-/// What [`verify`] found.
+/// Result of [`verify`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Verification {
     /// Ledger entries replayed.

@@ -1,6 +1,6 @@
 //! The point inside the booking transaction where a booking becomes live or stops being live.
 //!
-//! A booking is live while it holds seats as a confirmed booking. [`record`] receives every
+//! A booking is live while it takes seats as a confirmed booking. [`record`] receives every
 //! such change of one transaction before it commits, so work that must happen exactly when a
 //! booking starts or ends (enqueueing reminders, federating an `Update`) can be written in the
 //! same transaction and is never lost or duplicated by a crash.
@@ -8,12 +8,12 @@
 use super::{Booking, Error};
 use crate::db::AnyConnection;
 
-/// A change in whether a booking holds seats.
+/// A change in whether a booking takes seats.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LiveChange {
-    /// The booking now holds seats: booked, confirmed from a hold, or promoted.
+    /// The booking now takes seats: booked, confirmed from a hold, or promoted.
     Started(Booking),
-    /// The booking no longer holds seats: cancelled.
+    /// The booking no longer takes seats: cancelled.
     Ended(Booking),
 }
 

@@ -9,7 +9,7 @@
 //! - The *projection* is the current state the ledger implies: seats taken per occurrence and
 //!   each booking's state. It is updated in the same transaction as the entries, and
 //!   [`ledger::verify`] rebuilds it from the ledger to compare.
-//! - A booking is *live* while it holds seats as a confirmed booking (state `booked`). A *hold*
+//! - A booking is *live* while it takes seats as a confirmed booking (state `booked`). A *hold*
 //!   reserves seats until its expiry; it counts against capacity only while that expiry lies in
 //!   the future, so no sweeper is needed for correctness (lapsed holds are marked expired the
 //!   next time the occurrence is written).
@@ -30,15 +30,15 @@ use serde::Serialize;
 
 pub use crate::availability::{Reason, Verdict};
 
-/// Most seats one request may ask for.
+/// Maximum seats one request may ask for.
 pub const MAX_SEATS_PER_REQUEST: i64 = 1_000;
-/// Longest attendee id, in characters.
+/// Maximum attendee id length, in characters.
 pub const MAX_ATTENDEE_CHARS: usize = 200;
-/// Shortest hold, in seconds.
+/// Minimum hold, in seconds.
 pub const MIN_HOLD_SECONDS: i64 = 1;
-/// Longest hold, in seconds (one day).
+/// Maximum hold, in seconds (one day).
 pub const MAX_HOLD_SECONDS: i64 = 86_400;
-/// Longest order reference of a hold confirmation, in characters.
+/// Maximum order reference length of a hold confirmation, in characters.
 pub const MAX_ORDER_REF_CHARS: usize = 200;
 
 /// An occurrence as bookings address it: the event and the occurrence's original start
@@ -68,7 +68,7 @@ pub enum BookingState {
 }
 
 impl BookingState {
-    /// The stored spelling.
+    /// Returns the stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             BookingState::Held => "held",
@@ -153,7 +153,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    /// Whether the verdict granted what was asked.
+    /// Returns whether the verdict granted the request.
     pub fn succeeded(&self) -> bool {
         matches!(
             self.verdict,
@@ -263,8 +263,9 @@ impl From<diesel::result::Error> for Error {
 }
 
 impl Error {
-    /// Whether running the same work again may succeed: a PostgreSQL deadlock or
-    /// serialization failure, or a unique key taken by a transaction that committed meanwhile.
+    /// Returns whether running the same work again may succeed. That is the case for a
+    /// PostgreSQL deadlock or serialization failure, and for a unique key that a transaction
+    /// committed meanwhile.
     pub fn is_transient(&self) -> bool {
         use diesel::result::DatabaseErrorKind as Kind;
         use diesel::result::Error as E;

@@ -19,7 +19,7 @@ pub struct Bookable {
 }
 
 impl Bookable {
-    /// Whether the organizer cancelled this occurrence (or the whole event).
+    /// Returns whether the organizer cancelled this occurrence (or the whole event).
     pub fn cancelled(&self) -> bool {
         self.occurrence.details.status == EventStatus::Cancelled
     }
@@ -49,7 +49,7 @@ fn find_in_event(
         from: recurrence_id,
         to: recurrence_id + Duration::seconds(1),
     }];
-    // A moved instance starts where its override says; look there too.
+    // A moved instance starts at the start its override sets, so look there too.
     for change in &event.overrides {
         if change.recurrence_id.to_utc(event.schedule.basis) != recurrence_id {
             continue;
