@@ -131,7 +131,6 @@ impl Run {
             pending_promotions: Vec::new(),
         };
         run.expire_lapsed_holds(conn)?;
-        run.seats_held = store::live_held_seats(conn, run.row.id, now)?;
         run.look_up_keys(conn, commands)?;
         for command in commands {
             if let Command::Cancel { booking_id } | Command::Confirm { booking_id, .. } = command {
@@ -149,12 +148,14 @@ impl Run {
         Ok(run)
     }
 
-    /// Marks holds whose expiry has passed as expired. Correctness does not depend on it
-    /// because lapsed holds are not counted, but it lets the person book again.
+    /// Counts the seats of live holds and marks lapsed holds expired. Correctness does not
+    /// depend on the marking because lapsed holds are not counted, but it lets the person
+    /// book again.
     fn expire_lapsed_holds(&mut self, conn: &mut AnyConnection) -> Result<(), Error> {
         let held = store::bookings_in_state(conn, self.row.id, BookingState::Held, i64::MAX)?;
         for mut booking in held {
             if booking.hold_expires_at.is_some_and(|t| t > self.now) {
+                self.seats_held += i64::from(booking.seats);
                 continue;
             }
             booking.state = BookingState::Expired;

@@ -1,5 +1,8 @@
 //! Finding the occurrence a booking addresses, and checking that it is real.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock, PoisonError};
+
 use chrono::{DateTime, Duration, Utc};
 
 use super::{Error, OccurrenceKey};
@@ -31,12 +34,54 @@ impl Bookable {
 /// moved is still addressed by its original start.
 pub fn find(conn: &mut AnyConnection, key: OccurrenceKey) -> Result<Bookable, Error> {
     let event = store::find_event(conn, key.event_id)?.ok_or(Error::EventNotFound(key.event_id))?;
+    let version = Version {
+        event_id: event.id,
+        uid: event.event.uid.clone(),
+        sequence: event.sequence,
+        updated_at: event.updated_at,
+        recurrence_id: key.recurrence_id,
+    };
+    if let Some(occurrence) = lock_cache().get(&version).cloned() {
+        return Ok(Bookable { event, occurrence });
+    }
     let occurrence =
         find_in_event(&event, key.recurrence_id)?.ok_or(Error::OccurrenceNotFound {
             event_id: key.event_id,
             recurrence_id: key.recurrence_id,
         })?;
+    let mut cache = lock_cache();
+    if cache.len() >= CACHE_ENTRIES {
+        cache.clear();
+    }
+    cache.insert(version, occurrence.clone());
+    drop(cache);
     Ok(Bookable { event, occurrence })
+}
+
+/// Occurrences kept in the expansion cache before it is emptied.
+const CACHE_ENTRIES: usize = 10_000;
+
+/// An occurrence of one revision of one event. Every change to an event or its overrides
+/// raises its sequence and update time, so a cached expansion is never used after a change.
+/// The UID keeps events of different databases in one process apart.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Version {
+    event_id: i64,
+    uid: String,
+    sequence: i32,
+    updated_at: DateTime<Utc>,
+    recurrence_id: DateTime<Utc>,
+}
+
+/// Locks the expansion cache. Finding one occurrence expands the series up to it, so every
+/// booking of a long series would repeat that work; found occurrences are cached per event
+/// revision instead.
+fn lock_cache() -> std::sync::MutexGuard<'static, HashMap<Version, Occurrence>> {
+    static CACHE: OnceLock<Mutex<HashMap<Version, Occurrence>>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
 }
 
 fn find_in_event(

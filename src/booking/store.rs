@@ -131,16 +131,15 @@ pub(crate) fn lock_attendees(
         .collect();
     match conn {
         AnyConnection::Postgresql(pg) => {
+            // One statement creates and locks: ON CONFLICT DO UPDATE locks each existing row
+            // it meets, in the sorted order of the values, until the transaction ends. The
+            // update writes the id the row already has, so nothing changes.
             diesel::insert_into(attendees::table)
                 .values(&rows)
-                .on_conflict_do_nothing()
+                .on_conflict(attendees::id)
+                .do_update()
+                .set(attendees::id.eq(diesel::upsert::excluded(attendees::id)))
                 .execute(pg)?;
-            attendees::table
-                .filter(attendees::id.eq_any(&sorted))
-                .order(attendees::id.asc())
-                .select(attendees::id)
-                .for_update()
-                .load::<String>(pg)?;
         }
         AnyConnection::Sqlite(sqlite) => {
             diesel::insert_or_ignore_into(attendees::table)
