@@ -9,7 +9,9 @@
 //! Run: `cargo bench --bench booking` (needs `pgbench` and `psql` on the PATH; PostgreSQL from
 //! `ROSE_EVENTS_TEST_PG`, default `postgres://postgres@127.0.0.1:5432`). Scratch databases are
 //! created and dropped; servers are started on 127.0.0.1 and stopped afterwards. Each phase
-//! runs for `PHASE_SECONDS` with `CLIENTS` concurrent clients.
+//! runs for `PHASE_SECONDS` with `CLIENTS` concurrent clients. The server keeps 16 database
+//! connections, so that it and pgbench's 64 fit in PostgreSQL's default of 100 with room for
+//! other sessions.
 //!
 //! Phases: one hot occurrence (every client books the same occurrence), and bookings spread
 //! over 1,000 occurrences, each on PostgreSQL and SQLite; pgbench runs
@@ -383,7 +385,12 @@ fn pgbench(server: &str, database: &str, script: &str) -> anyhow::Result<f64> {
         .find_map(|line| line.strip_prefix("tps = "))
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|number| number.parse::<f64>().ok())
-        .with_context(|| format!("pgbench printed no tps: {text}"))?;
+        .with_context(|| {
+            format!(
+                "pgbench printed no tps: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
     let latency = text
         .lines()
         .find(|line| line.starts_with("latency average"))

@@ -1,11 +1,11 @@
 //! Availability: whether one person can book one occurrence, and when that person is busy.
 //!
-//! The decision is made by Datalog rules ([`rules`]) over *facts*: plain values describing the
-//! occurrences involved (times, origin, trust, capacity, seats taken, seats held by live holds,
-//! buffers, booking window, cancellation), the person's live bookings and busy blocks, and at
-//! most one *request* (book, hold, confirm a hold, or promote from the waitlist). [`facts`]
-//! loads them from storage for one person and one time window, so the cost of a decision
-//! depends on that person's calendar, not on the size of the database.
+//! Datalog rules ([`rules`]) make the decision over *facts*, which are plain values. Facts
+//! describe the occurrences involved (times, origin, trust, capacity, seats taken, seats held
+//! by live holds, buffers, booking window, cancellation) and the person's live bookings and
+//! busy blocks. At most one *request* is added: book, hold, confirm a hold, or promote from
+//! the waitlist. [`facts`] loads them from storage for one person and one time window, so the
+//! cost of a decision depends on that person's calendar, not on the size of the database.
 //!
 //! Times are Unix seconds (UTC). Occurrences are referred to by their index in
 //! [`Facts::occurrences`].

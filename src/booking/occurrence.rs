@@ -74,7 +74,7 @@ struct Version {
 }
 
 /// Locks the expansion cache. Finding one occurrence expands the series up to it, so every
-/// booking of a long series would repeat that work; found occurrences are cached per event
+/// booking of a long series would repeat that work. Found occurrences are cached per event
 /// revision instead.
 fn lock_cache() -> std::sync::MutexGuard<'static, HashMap<Version, Occurrence>> {
     static CACHE: OnceLock<Mutex<HashMap<Version, Occurrence>>> = OnceLock::new();
