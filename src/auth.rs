@@ -41,7 +41,7 @@ pub fn token_is_valid(conn: &mut AnyConnection, token: &str) -> Result<bool, cra
     Ok(count > 0)
 }
 
-fn hash_token(token: &str) -> String {
+pub(crate) fn hash_token(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
     digest
         .iter()

@@ -73,6 +73,9 @@ pub enum Command {
     },
     /// Load and validate the settings, then print them without secrets.
     CheckConfig,
+    /// Rebuild seats taken and booking states from the booking ledger and report every
+    /// difference from the stored projection; exits with failure when there is one.
+    VerifyLedger,
 }
 
 /// Peer subcommands.
@@ -160,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Expand { file } => expand(file.as_deref()),
         Command::Peer { action } => peer(&config, action),
         Command::CheckConfig => check_config(&config),
+        Command::VerifyLedger => verify_ledger(&config),
     }
 }
 
@@ -398,4 +402,25 @@ fn read_limited(path: &std::path::Path, limit: usize) -> anyhow::Result<Vec<u8>>
         );
     }
     Ok(bytes)
+}
+
+fn verify_ledger(config: &Config) -> anyhow::Result<()> {
+    let mut conn = open_database(config)?;
+    let report = crate::booking::ledger::verify(&mut conn)?;
+    let mut out = std::io::stdout().lock();
+    for difference in &report.differences {
+        writeln!(out, "{difference}")?;
+    }
+    writeln!(
+        out,
+        "{} ledger entries, {} bookings, {} occurrences: {} differences",
+        report.entries,
+        report.bookings,
+        report.occurrences,
+        report.differences.len()
+    )?;
+    if !report.differences.is_empty() {
+        bail!("the ledger and the projection differ");
+    }
+    Ok(())
 }

@@ -2,6 +2,8 @@
 
 pub mod api;
 pub mod auth;
+pub mod availability;
+pub mod booking;
 pub mod calendar;
 pub mod cli;
 pub mod config;

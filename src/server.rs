@@ -13,6 +13,7 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
     drop(crate::cli::open_database(config)?);
     let pool = crate::db::create_pool(&config.database_url(), config.pool_size)?;
     let state = AppState {
+        bookings: crate::booking::group::BookingService::new(pool.clone()),
         pool,
         public_url: config.public_url(),
         federation: config.federation(),

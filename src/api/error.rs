@@ -39,6 +39,18 @@ pub enum ApiError {
         /// Bytes allowed.
         limit: usize,
     },
+    /// A field breaks a stated limit (422); the body also names the limit.
+    #[error("{field} {problem}")]
+    OverLimit {
+        /// The field, header or query parameter.
+        field: String,
+        /// The offending value.
+        value: String,
+        /// What is wrong.
+        problem: String,
+        /// The limit, as text.
+        limit: String,
+    },
     /// The client asked for a representation we do not have.
     #[error("{0}")]
     NotAcceptable(String),
@@ -79,6 +91,62 @@ impl From<crate::federation::Error> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A 422 for a value outside a stated limit.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "callers pass numbers and string slices alike"
+    )]
+    pub fn over_limit(
+        field: &str,
+        value: impl ToString,
+        problem: impl Into<String>,
+        limit: impl ToString,
+    ) -> Self {
+        let value = InvalidField::new(field, value, "").value;
+        ApiError::OverLimit {
+            field: field.to_owned(),
+            value,
+            problem: problem.into(),
+            limit: limit.to_string(),
+        }
+    }
+}
+
+impl From<crate::booking::Error> for ApiError {
+    fn from(error: crate::booking::Error) -> Self {
+        use crate::booking::Error as E;
+        match error {
+            E::EventNotFound(_) | E::OccurrenceNotFound { .. } | E::BookingNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            E::NotAHold { .. } | E::KeyInFlight(_) => ApiError::Conflict(error.to_string()),
+            E::KeyReused(ref key) => ApiError::over_limit(
+                "Idempotency-Key",
+                key,
+                "was already used with a different request",
+                "one request per key",
+            ),
+            E::CapacityBelowTaken { requested, taken } => ApiError::over_limit(
+                "capacity",
+                requested,
+                "is below the seats already taken",
+                format!("at least {taken}"),
+            ),
+            E::Facts(crate::availability::facts::Error::TooManyFacts { count, limit }) => {
+                ApiError::over_limit(
+                    "window",
+                    format!("{count} facts"),
+                    "needs more availability facts than one query may use",
+                    limit,
+                )
+            }
+            E::Calendar(inner) => inner.into(),
+            E::Facts(_) | E::Corrupt(_) | E::Database(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
 impl From<crate::db::Error> for ApiError {
     fn from(error: crate::db::Error) -> Self {
         ApiError::Internal(error.to_string())
@@ -100,7 +168,9 @@ impl From<actix_web::error::BlockingError> for ApiError {
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
-            ApiError::Invalid(_) | ApiError::InvalidFile(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidFile(_) | ApiError::OverLimit { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -126,6 +196,18 @@ impl ResponseError for ApiError {
             body["field"] = json!(field.field);
             body["value"] = json!(field.value);
             body["problem"] = json!(field.problem);
+        }
+        if let ApiError::OverLimit {
+            field,
+            value,
+            problem,
+            limit,
+        } = self
+        {
+            body["field"] = json!(field);
+            body["value"] = json!(value);
+            body["problem"] = json!(problem);
+            body["limit"] = json!(limit);
         }
         if let ApiError::TooLarge { size, limit } = self {
             body["field"] = json!("body");

@@ -5,6 +5,8 @@
 
 mod activitypub;
 mod agenda;
+mod availability;
+mod bookings;
 mod calendars;
 pub mod error;
 mod event_json;
@@ -32,6 +34,9 @@ pub struct AppState {
     pub public_url: String,
     /// Federation settings (public URL, trust policy, fetch limits, clock).
     pub federation: crate::federation::Settings,
+    /// Decides booking commands; one per process so that requests for the same occurrence
+    /// share transactions.
+    pub bookings: std::sync::Arc<crate::booking::group::BookingService>,
 }
 
 impl AppState {
@@ -65,6 +70,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(activitypub::routes)
             .configure(federation::routes)
             .configure(federation_admin::routes)
+            .configure(bookings::routes)
+            .configure(availability::routes)
             .default_service(web::to(not_found));
     }
 }

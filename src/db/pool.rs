@@ -78,9 +78,11 @@ impl ManageConnection for Manager {
 fn configure(connection: &mut AnyConnection) -> Result<(), Error> {
     let statements: &[&str] = match connection {
         AnyConnection::Sqlite(_) => &[
+            // The busy timeout comes first: switching to WAL needs a lock, and without the
+            // timeout a connection opened while another one writes fails at once.
+            "PRAGMA busy_timeout = 10000",
             "PRAGMA journal_mode = WAL",
             "PRAGMA synchronous = NORMAL",
-            "PRAGMA busy_timeout = 10000",
             "PRAGMA foreign_keys = ON",
         ],
         AnyConnection::Postgresql(_) => &["SET TIME ZONE 'UTC'"],

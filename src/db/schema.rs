@@ -2,6 +2,79 @@
 // Timestamp, Text for JSON). Keep in step with migrations/{sqlite,postgres}.
 
 diesel::table! {
+    actor_keys (actor_key) {
+        actor_key -> Text,
+        public_key_pem -> Text,
+        private_key_pem -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    api_tokens (id) {
+        id -> BigInt,
+        token_hash -> Text,
+        label -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    attendees (id) {
+        id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    booking_settings (event_id) {
+        event_id -> BigInt,
+        buffer_before_seconds -> BigInt,
+        buffer_after_seconds -> BigInt,
+        opens_before_seconds -> Nullable<BigInt>,
+        closes_before_seconds -> BigInt,
+        waitlist -> Bool,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    bookings (id) {
+        id -> BigInt,
+        capacity_id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        attendee -> Text,
+        seats -> Integer,
+        state -> Text,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        hold_expires_at -> Nullable<Timestamp>,
+        order_ref -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    busy_blocks (id) {
+        id -> BigInt,
+        attendee -> Text,
+        starts_at -> Timestamp,
+        ends_at -> Timestamp,
+        label -> Nullable<Text>,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    calendar_federation (calendar_id) {
+        calendar_id -> BigInt,
+        manually_approves_followers -> Bool,
+    }
+}
+
+diesel::table! {
     calendars (id) {
         id -> BigInt,
         slug -> Text,
@@ -10,6 +83,20 @@ diesel::table! {
         visibility -> Text,
         created_at -> Timestamp,
         updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    event_overrides (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        start_wall -> Nullable<Timestamp>,
+        time_basis -> Nullable<Text>,
+        zone -> Nullable<Text>,
+        length_days -> Nullable<BigInt>,
+        length_seconds -> Nullable<BigInt>,
+        details_json -> Nullable<Text>,
     }
 }
 
@@ -42,45 +129,6 @@ diesel::table! {
 }
 
 diesel::table! {
-    event_overrides (id) {
-        id -> BigInt,
-        event_id -> BigInt,
-        recurrence_id -> Timestamp,
-        start_wall -> Nullable<Timestamp>,
-        time_basis -> Nullable<Text>,
-        zone -> Nullable<Text>,
-        length_days -> Nullable<BigInt>,
-        length_seconds -> Nullable<BigInt>,
-        details_json -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
-    api_tokens (id) {
-        id -> BigInt,
-        token_hash -> Text,
-        label -> Text,
-        created_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    actor_keys (actor_key) {
-        actor_key -> Text,
-        public_key_pem -> Text,
-        private_key_pem -> Text,
-        created_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    calendar_federation (calendar_id) {
-        calendar_id -> BigInt,
-        manually_approves_followers -> Bool,
-    }
-}
-
-diesel::table! {
     followers (id) {
         id -> BigInt,
         calendar_id -> Nullable<BigInt>,
@@ -90,6 +138,67 @@ diesel::table! {
         follow_json -> Text,
         state -> Text,
         created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    idempotency_keys (caller, key) {
+        caller -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        status -> Integer,
+        body -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    inbox_receipts (body_sha256) {
+        body_sha256 -> Text,
+        activity_id -> Text,
+        actor_id -> Text,
+        received_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    ledger_entries (id) {
+        id -> BigInt,
+        booking_id -> BigInt,
+        capacity_id -> BigInt,
+        attendee -> Text,
+        kind -> Text,
+        seats -> Integer,
+        idempotency_key -> Nullable<Text>,
+        order_ref -> Nullable<Text>,
+        hold_expires_at -> Nullable<Timestamp>,
+        recorded_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    occurrence_capacities (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        capacity_override -> Nullable<Integer>,
+        capacity -> Nullable<Integer>,
+        seats_taken -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outbox_activities (id) {
+        id -> BigInt,
+        activity_id -> Text,
+        actor_id -> Text,
+        kind -> Text,
+        public -> Bool,
+        activity_json -> Text,
+        recipients_json -> Text,
+        published_at -> Timestamp,
     }
 }
 
@@ -153,46 +262,32 @@ diesel::table! {
     }
 }
 
-diesel::table! {
-    outbox_activities (id) {
-        id -> BigInt,
-        activity_id -> Text,
-        actor_id -> Text,
-        kind -> Text,
-        public -> Bool,
-        activity_json -> Text,
-        recipients_json -> Text,
-        published_at -> Timestamp,
-    }
-}
-
-diesel::table! {
-    inbox_receipts (body_sha256) {
-        body_sha256 -> Text,
-        activity_id -> Text,
-        actor_id -> Text,
-        received_at -> Timestamp,
-    }
-}
-
 diesel::joinable!(events -> calendars (calendar_id));
 diesel::joinable!(event_overrides -> events (event_id));
 diesel::joinable!(followers -> calendars (calendar_id));
 diesel::joinable!(calendar_federation -> calendars (calendar_id));
 diesel::joinable!(remote_occurrences -> remote_events (remote_event_id));
+diesel::joinable!(bookings -> occurrence_capacities (capacity_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
-    calendars,
-    events,
-    event_overrides,
-    api_tokens,
     actor_keys,
+    api_tokens,
+    attendees,
+    booking_settings,
+    bookings,
+    busy_blocks,
     calendar_federation,
+    calendars,
+    event_overrides,
+    events,
     followers,
+    idempotency_keys,
+    inbox_receipts,
+    ledger_entries,
+    occurrence_capacities,
+    outbox_activities,
     peers,
     remote_actors,
     remote_events,
     remote_occurrences,
-    outbox_activities,
-    inbox_receipts,
 );

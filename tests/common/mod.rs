@@ -185,39 +185,7 @@ impl TestServer {
             );
         }
         let token = String::from_utf8(token_output.stdout)?.trim().to_owned();
-        let port = free_port()?;
-        let mut child = Command::new(binary())
-            .arg("serve")
-            .env("ROSE_EVENTS_DATABASE_URL", &db.url)
-            .env("ROSE_EVENTS_DATA_DIR", db.dir.path())
-            .env("ROSE_EVENTS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("ROSE_EVENTS_LOG", "warn")
-            .env("ROSE_EVENTS_POOL_SIZE", "4")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot start rose-events serve")?;
-        let stderr = child.stderr.take().context("no stderr")?;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("listening on") {
-                    let _ = ready_tx.send(());
-                }
-                eprintln!("[server] {line}");
-            }
-        });
-        let started = Instant::now();
-        while ready_rx.recv_timeout(Duration::from_millis(100)).is_err() {
-            if let Some(status) = child.try_wait()? {
-                bail!("server exited early with {status}");
-            }
-            if started.elapsed() > Duration::from_secs(30) {
-                let _ = child.kill();
-                bail!("server did not start within 30 s");
-            }
-        }
+        let (child, port) = spawn_server(&db, env)?;
         Ok(TestServer {
             base: format!("http://127.0.0.1:{port}"),
             token,
@@ -261,6 +229,69 @@ impl TestServer {
             .set("Authorization", &format!("Bearer {}", self.token))
             .set("Content-Type", "text/calendar");
         Reply::from_result(request.send_bytes(bytes))
+    }
+}
+
+/// Starts `rose-events serve` on `db` and a free loopback port, and waits until it listens.
+fn spawn_server(db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<(Child, u16)> {
+    let port = free_port()?;
+    let mut child = Command::new(binary())
+        .arg("serve")
+        .env("ROSE_EVENTS_DATABASE_URL", &db.url)
+        .env("ROSE_EVENTS_DATA_DIR", db.dir.path())
+        .env("ROSE_EVENTS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("ROSE_EVENTS_LOG", "warn")
+        .env("ROSE_EVENTS_POOL_SIZE", "4")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot start rose-events serve")?;
+    let stderr = child.stderr.take().context("no stderr")?;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("listening on") {
+                let _ = ready_tx.send(());
+            }
+            eprintln!("[server] {line}");
+        }
+    });
+    let started = Instant::now();
+    while ready_rx.recv_timeout(Duration::from_millis(100)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("server exited early with {status}");
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            bail!("server did not start within 30 s");
+        }
+    }
+    Ok((child, port))
+}
+
+/// A further server process on the same database as a [`TestServer`], killed on drop.
+pub struct ExtraServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    child: Child,
+}
+
+impl TestServer {
+    /// Starts another server process on this server's database.
+    pub fn another_process(&self) -> anyhow::Result<ExtraServer> {
+        let (child, port) = spawn_server(&self.db, &[])?;
+        Ok(ExtraServer {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+}
+
+impl Drop for ExtraServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

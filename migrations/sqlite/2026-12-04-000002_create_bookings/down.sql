@@ -1,0 +1,9 @@
+DROP TABLE idempotency_keys;
+DROP TABLE busy_blocks;
+DROP TRIGGER ledger_entries_no_delete;
+DROP TRIGGER ledger_entries_no_update;
+DROP TABLE ledger_entries;
+DROP TABLE bookings;
+DROP TABLE occurrence_capacities;
+DROP TABLE booking_settings;
+DROP TABLE attendees;
