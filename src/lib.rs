@@ -6,5 +6,6 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod federation;
 pub mod server;

@@ -64,7 +64,86 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        kind -> Text,
+        dedup_key -> Text,
+        payload -> Text,
+        state -> Text,
+        run_at -> Timestamp,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        deadline -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    people (id) {
+        id -> Text,
+        email -> Nullable<Text>,
+        channels -> Text,
+        reminder_offsets -> Text,
+        digest -> Text,
+        digest_hour -> Integer,
+        zone -> Text,
+        unsubscribe_token -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> BigInt,
+        person -> Text,
+        endpoint -> Text,
+        p256dh -> Text,
+        auth -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    calendar_follows (person, calendar_id) {
+        person -> Text,
+        calendar_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reminders (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        occurrence_key -> Text,
+        person -> Text,
+        channel -> Text,
+        offset_minutes -> Integer,
+        job_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(events -> calendars (calendar_id));
 diesel::joinable!(event_overrides -> events (event_id));
 
-diesel::allow_tables_to_appear_in_same_query!(calendars, events, event_overrides, api_tokens);
+diesel::joinable!(calendar_follows -> calendars (calendar_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    calendars,
+    events,
+    event_overrides,
+    api_tokens,
+    jobs,
+    people,
+    push_subscriptions,
+    calendar_follows,
+    reminders,
+);
