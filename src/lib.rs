@@ -8,4 +8,5 @@ pub mod config;
 pub mod db;
 pub mod delivery;
 pub mod federation;
+pub mod notify;
 pub mod server;

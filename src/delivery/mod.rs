@@ -21,6 +21,7 @@
 //!   sent again with the same Web Push `Topic` and the same email `Message-ID`, which receivers
 //!   use to replace or drop the copy.
 
+pub mod cleanup;
 pub mod clock;
 pub mod queue;
 pub mod retry;

@@ -452,6 +452,17 @@ pub fn move_pending(
     Ok(updated == 1)
 }
 
+/// Deletes job `id` if it is pending; `false` otherwise.
+pub fn delete_pending(conn: &mut AnyConnection, id: i64) -> Result<bool, Error> {
+    let deleted = diesel::delete(
+        jobs::table
+            .filter(jobs::id.eq(id))
+            .filter(jobs::state.eq(JobState::Pending.as_str())),
+    )
+    .execute(conn)?;
+    Ok(deleted == 1)
+}
+
 /// Deletes the pending jobs whose dedup key starts with `prefix` and returns how many.
 /// Running jobs are left to finish: their handlers check at send time that they are still
 /// wanted.
