@@ -67,6 +67,21 @@ impl From<calendar::Error> for ApiError {
     }
 }
 
+impl From<crate::notify::Error> for ApiError {
+    fn from(error: crate::notify::Error) -> Self {
+        use crate::notify::Error as E;
+        match error {
+            E::Invalid(field) => ApiError::Invalid(field),
+            E::EventNotFound(_)
+            | E::OccurrenceNotFound { .. }
+            | E::CalendarNotFound(_)
+            | E::PersonNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::Calendar(error) => error.into(),
+            E::Corrupt(_) | E::Queue(_) => ApiError::Internal(error.to_string()),
+        }
+    }
+}
+
 impl From<crate::db::Error> for ApiError {
     fn from(error: crate::db::Error) -> Self {
         ApiError::Internal(error.to_string())

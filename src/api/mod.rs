@@ -10,6 +10,9 @@ pub mod error;
 mod event_json;
 mod events;
 mod ics;
+mod page;
+mod people;
+mod push;
 
 use actix_web::{HttpRequest, web};
 
@@ -28,6 +31,10 @@ pub struct AppState {
     pub pool: DbPool,
     /// Public base URL without a trailing slash, for ids and links.
     pub public_url: String,
+    /// The VAPID public key, when Web Push is on.
+    pub vapid_public_key: Option<String>,
+    /// Whether push endpoints on loopback HTTP are accepted (tests only).
+    pub allow_loopback_push: bool,
 }
 
 impl AppState {
@@ -58,6 +65,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(agenda::routes)
             .configure(ics::routes)
             .configure(activitypub::routes)
+            .configure(push::routes)
+            .configure(people::routes)
+            .configure(page::routes)
             .default_service(web::to(not_found));
     }
 }

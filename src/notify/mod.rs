@@ -25,6 +25,7 @@ pub mod jobs;
 pub mod messages;
 pub mod people;
 pub mod reminders;
+pub mod service;
 pub mod subscriptions;
 
 use crate::calendar::validate::InvalidField;
