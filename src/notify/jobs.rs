@@ -259,6 +259,7 @@ impl Send<'_> {
             &dedup_key,
             &context.public_url,
             unsubscribe,
+            self.now,
         );
         self.enqueue(conn, EMAIL, dedup_key, &message, EMAIL_ATTEMPTS)?;
         Ok(Outcome::Done)

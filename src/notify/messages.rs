@@ -56,6 +56,7 @@ pub fn email(
     dedup_key: &str,
     public_url: &str,
     unsubscribe_url: Option<String>,
+    date: DateTime<Utc>,
 ) -> EmailMessage {
     let mut text = notice.lines.join("\n");
     let _ = write!(text, "\n\n{}\n", notice.url);
@@ -89,6 +90,7 @@ pub fn email(
         html,
         message_id: message_id(dedup_key, public_url),
         list_unsubscribe: unsubscribe_url,
+        date: Some(date),
     }
 }
 

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
-use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::message::{Mailbox, MultiPart, MultiPartKind, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -59,6 +59,10 @@ pub struct EmailMessage {
     pub message_id: String,
     /// `List-Unsubscribe` target, a URL.
     pub list_unsubscribe: Option<String>,
+    /// The `Date` header; the send time when left out. Set it so that a resend is the same
+    /// message byte for byte.
+    #[serde(default)]
+    pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// How the relay answered.
@@ -141,7 +145,16 @@ impl EmailTransport {
             .to
             .parse()
             .map_err(|e| format!("recipient address {:?} is invalid: {e}", message.to))?;
-        let body = MultiPart::alternative()
+        // A boundary derived from the Message-ID keeps a resend identical to the first send.
+        let boundary = {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(message.message_id.as_bytes());
+            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            format!("rose-events-{hex}")
+        };
+        let body = MultiPart::builder()
+            .kind(MultiPartKind::Alternative)
+            .boundary(boundary)
             .singlepart(
                 SinglePart::builder()
                     .header(ContentType::TEXT_PLAIN)
@@ -152,7 +165,11 @@ impl EmailTransport {
                     .header(ContentType::TEXT_HTML)
                     .body(message.html.clone()),
             );
-        let mut email = Message::builder()
+        let mut builder = Message::builder();
+        if let Some(date) = message.date {
+            builder = builder.date(date.into());
+        }
+        let mut email = builder
             .from(self.from.clone())
             .to(to)
             .subject(&message.subject)
