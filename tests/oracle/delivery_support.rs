@@ -321,7 +321,81 @@ impl TestWorker {
     }
 }
 
-/// Waits a little for a helper to settle; used only where a real delay is the point.
-pub fn pause(millis: u64) {
-    std::thread::sleep(StdDuration::from_millis(millis));
+/// A `rose-events` process on a test database, killed on drop.
+pub struct RoseProcess {
+    /// `http://127.0.0.1:PORT` for `serve`.
+    pub base: String,
+    child: Child,
+}
+
+impl RoseProcess {
+    /// Starts `rose-events <command>` with the database and data directory of `db`, extra
+    /// environment variables, and waits until its log shows `ready` (at most 30 s).
+    pub fn start(
+        command: &str,
+        db_url: &str,
+        data_dir: &std::path::Path,
+        env: &[(&str, &str)],
+        ready: &'static str,
+    ) -> anyhow::Result<Self> {
+        let port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+            listener.local_addr()?.port()
+        };
+        let mut process = Command::new(env!("CARGO_BIN_EXE_rose-events"));
+        process
+            .arg(command)
+            .env("ROSE_EVENTS_DATABASE_URL", db_url)
+            .env("ROSE_EVENTS_DATA_DIR", data_dir)
+            .env("ROSE_EVENTS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("ROSE_EVENTS_LOG", "info,rose_events::http=warn")
+            .env("ROSE_EVENTS_POOL_SIZE", "4")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (name, value) in env {
+            process.env(name, value);
+        }
+        let mut child = process.spawn().context("cannot start rose-events")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains(ready) {
+                    let _ = ready_tx.send(());
+                }
+                eprintln!("[rose-events] {line}");
+            }
+        });
+        let started = std::time::Instant::now();
+        while ready_rx
+            .recv_timeout(StdDuration::from_millis(100))
+            .is_err()
+        {
+            if let Some(status) = child.try_wait()? {
+                bail!("rose-events {command} exited early with {status}");
+            }
+            if started.elapsed() > StdDuration::from_secs(30) {
+                let _ = child.kill();
+                bail!("rose-events {command} did not log {ready:?} within 30 s");
+            }
+        }
+        Ok(RoseProcess {
+            base: format!("http://127.0.0.1:{port}"),
+            child,
+        })
+    }
+
+    /// Kills the process with SIGKILL, as a crash would.
+    pub fn kill(mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for RoseProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

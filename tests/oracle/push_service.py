@@ -5,7 +5,8 @@ Run: python push_service.py   (prints "PORT <n>" once listening)
 Control API (JSON):
   POST /subscriptions {"responses": [...]}  creates a browser-side key pair and an endpoint
       whose answers follow the script: "201", "410", "429 Retry-After: 120", "hang", "close".
-      After the script runs out, it answers 201. Returns the PushSubscription JSON.
+      After the script runs out, it answers "default" (201 unless given; "slow" waits
+      0.2 s, then answers 201). Returns the PushSubscription JSON.
   POST /push/<id>  the endpoint itself.
   GET /log/<id>    every request to that endpoint: status answered, headers, the payload
       decrypted with http_ece (an implementation independent of the server's), and the
@@ -123,6 +124,7 @@ class Handler(BaseHTTPRequestHandler):
                 "private": private,
                 "auth": auth,
                 "script": list(request.get("responses", [])),
+                "default": request.get("default", "201"),
                 "log": [],
                 "shown": {},
                 "origin": f"http://{host}:{port}",
@@ -134,7 +136,7 @@ class Handler(BaseHTTPRequestHandler):
     def push(self, sub_id, body):
         with LOCK:
             sub = SUBSCRIPTIONS.get(sub_id)
-            action = sub["script"].pop(0) if sub and sub["script"] else "201"
+            action = (sub["script"].pop(0) if sub["script"] else sub["default"]) if sub else "404"
         if sub is None:
             self.reply(404)
             return
@@ -157,12 +159,15 @@ class Handler(BaseHTTPRequestHandler):
         entry["vapid_errors"] = errors
         with LOCK:
             sub["log"].append(entry)
-            if action.startswith("2") and "payload" in entry:
+            if (action.startswith("2") or action == "slow") and "payload" in entry:
                 key = entry["topic"] or f"untagged-{len(sub['log'])}"
                 sub["shown"][key] = entry["payload"]
         self.answer(action)
 
     def answer(self, action):
+        if action == "slow":
+            time.sleep(0.2)
+            action = "201"
         if action == "hang":
             time.sleep(30)
             action = "201"
