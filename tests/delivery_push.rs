@@ -210,7 +210,7 @@ fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result
     );
     assert_eq!(
         payload["url"],
-        format!("https://events.example/calendars/velo#event-{event_id}")
+        format!("https://events.example/calendars/velo#occurrence-{event_id}")
     );
     let ttl: i64 = request["ttl"].as_str().unwrap_or("0").parse()?;
     assert!(

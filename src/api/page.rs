@@ -10,7 +10,7 @@ use super::{ApiError, AppState};
 use crate::calendar::agenda::{self, AgendaQuery};
 use crate::calendar::store;
 use crate::calendar::time::Window;
-use crate::notify::messages::{escape_html, local_time};
+use crate::notify::messages::{anchor, escape_html, local_time};
 
 /// How far ahead the page lists occurrences.
 const HORIZON_DAYS: i64 = 60;
@@ -81,9 +81,10 @@ fn render(calendar: &crate::calendar::Calendar, listed: &agenda::Agenda) -> Stri
             .recurrence_id
             .map(|r| r.to_rfc3339_opts(SecondsFormat::Secs, true))
             .unwrap_or_default();
+        let anchor = anchor(item.event_id, occurrence.recurrence_id);
         let _ = writeln!(
             items,
-            "<li class=\"occurrence\" id=\"event-{id}\" data-event-id=\"{id}\" \
+            "<li class=\"occurrence\" id=\"{anchor}\" data-event-id=\"{id}\" \
              data-recurrence-id=\"{recurrence}\"><time datetime=\"{start}\">{local}</time> \
              <span class=\"title\">{title}</span> <button class=\"remind\" type=\"button\">Remind me</button></li>",
             id = item.event_id,

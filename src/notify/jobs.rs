@@ -168,7 +168,11 @@ fn fan_out_reminder(
         let notice = Notice {
             title: format!("Reminder: {}", occurrence.details.title),
             lines,
-            url: format!("{}/calendars/{slug}#event-{event_id}", context.public_url),
+            url: format!(
+                "{}/calendars/{slug}#{}",
+                context.public_url,
+                messages::anchor(event_id, occurrence.recurrence_id)
+            ),
         };
         let urgency = if reminder.offset_minutes <= 60 {
             PushUrgency::High

@@ -94,6 +94,14 @@ pub fn email(
     }
 }
 
+/// The element id of an occurrence on the calendar page, which reminders link to.
+pub fn anchor(event_id: i64, recurrence_id: Option<DateTime<Utc>>) -> String {
+    match recurrence_id {
+        Some(rid) => format!("occurrence-{event_id}-{}", rid.timestamp()),
+        None => format!("occurrence-{event_id}"),
+    }
+}
+
 /// `<hash>@<public host>`: stable for one dedup key.
 pub fn message_id(dedup_key: &str, public_url: &str) -> String {
     let digest = sha2::Sha256::digest(dedup_key.as_bytes());
