@@ -40,7 +40,7 @@ fi
 
 oracle_modules='import icalendar, recurring_ical_events, aiosmtpd, http_ece, websockets'
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "$oracle_modules" 2>/dev/null; then
-    echo "installing the Python iCalendar oracle into .venv"
+    echo "installing the Python test oracles into .venv"
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/oracle/requirements.txt
 fi
