@@ -1,5 +1,5 @@
 // Calendar page: registers the service worker, and on "Remind me" subscribes this browser to
-// Web Push and asks for reminders of that occurrence.
+// Web Push and requests reminders of that occurrence.
 'use strict';
 
 const statusLine = document.getElementById('push-status');
@@ -39,6 +39,8 @@ async function send(method, path, token, body) {
   return response.json();
 }
 
+// NOTE: the page asks for a write token because people have no login of their own here; a
+// host such as rose-ash is expected to call the API on the person's behalf instead.
 async function remind(item) {
   const form = document.getElementById('who');
   const person = form.person.value.trim();

@@ -3,10 +3,10 @@
     clippy::unwrap_used,
     reason = "helpers in tests stop at the first broken expectation"
 )]
-//! A `rose-events work` process killed with SIGKILL in the middle of a batch loses nothing:
-//! a second process takes over the jobs whose lease ran out, every job ends done, and no
-//! message is shown twice under one dedup key (resends carry the same Topic, which a push
-//! service uses to replace the earlier copy).
+//! A `rose-events work` process killed with SIGKILL in the middle of a batch loses nothing.
+//! A second process takes over the jobs whose lease ran out, and every job ends done. No
+//! message is shown twice under one dedup key, because resends carry the same Topic, which a
+//! push service uses to replace the earlier copy.
 
 mod common;
 #[path = "oracle/delivery_support.rs"]
@@ -54,13 +54,15 @@ fn wait_for(
     Ok(())
 }
 
-#[test]
-fn killed_worker_loses_and_duplicates_nothing() -> anyhow::Result<()> {
-    let db = TestDb::new(Backend::Postgres)?;
-    let pool = support::pool(&db.url)?;
-    let service = PushService::start()?;
-    let now = Utc::now();
+type Endpoints = Vec<(i64, String)>;
 
+/// Subscribes four slow endpoints and enqueues the push jobs; returns the endpoints and the
+/// payload each topic must show.
+fn enqueue_jobs(
+    pool: &rose_events::db::DbPool,
+    service: &PushService,
+    now: chrono::DateTime<Utc>,
+) -> anyhow::Result<(Endpoints, BTreeMap<String, String>)> {
     let mut conn = pool.get()?;
     let mut endpoints = Vec::new();
     for _ in 0..SUBSCRIPTIONS {
@@ -98,7 +100,18 @@ fn killed_worker_loses_and_duplicates_nothing() -> anyhow::Result<()> {
             now,
         )?;
     }
-    drop(conn);
+
+    Ok((endpoints, expected))
+}
+
+#[test]
+fn killed_worker_loses_and_duplicates_nothing() -> anyhow::Result<()> {
+    let db = TestDb::new(Backend::Postgres)?;
+    let pool = support::pool(&db.url)?;
+    let service = PushService::start()?;
+    let now = Utc::now();
+
+    let (endpoints, expected) = enqueue_jobs(&pool, &service, now)?;
 
     let env = [
         ("ROSE_EVENTS_WORKERS", "2"),

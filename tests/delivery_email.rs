@@ -3,9 +3,9 @@
     clippy::unwrap_used,
     reason = "helpers in tests stop at the first broken expectation"
 )]
-//! Email through the queue against a scriptable SMTP server on 127.0.0.1: 4xx replies are
-//! retried, 5xx replies stop at once, a connection lost after the final dot is retried with
-//! the same Message-ID, and a refused login keeps the message waiting.
+//! Email through the queue against a scriptable SMTP server on 127.0.0.1. 4xx replies are
+//! retried and 5xx replies stop at once. A connection lost after the final dot is retried with
+//! the same Message-ID, and a rejected login keeps the message waiting.
 
 mod common;
 #[path = "oracle/delivery_support.rs"]
@@ -168,7 +168,7 @@ fn smtp_replies_decide_retries() -> anyhow::Result<()> {
 }
 
 #[test]
-fn refused_login_keeps_message_waiting() -> anyhow::Result<()> {
+fn rejected_login_keeps_message_waiting() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let db = TestDb::new(Backend::Sqlite)?;
     let pool = support::pool(&db.url)?;

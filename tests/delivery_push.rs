@@ -3,8 +3,8 @@
     clippy::unwrap_used,
     reason = "helpers in tests stop at the first broken expectation"
 )]
-//! Web Push through the queue against a stand-in push service on 127.0.0.1: every answer the
-//! service gives drives the job and the subscription, each body decrypts with an independent
+//! Web Push through the queue against a stand-in push service on 127.0.0.1: every response
+//! status drives the job and the subscription, each body decrypts with an independent
 //! implementation (Python http_ece), and each VAPID token verifies.
 
 mod common;
@@ -48,6 +48,10 @@ fn requests(log: &Value) -> Vec<Value> {
     log["requests"].as_array().cloned().unwrap_or_default()
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario whose steps depend on each other, checked in order"
+)]
 fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let db = TestDb::new(backend)?;
@@ -162,7 +166,7 @@ fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result
     assert_eq!(
         dead.len(),
         3,
-        "413, endless 507 and a refused token die: {states:?}"
+        "413, endless 507 and a rejected token die: {states:?}"
     );
     assert!(dead.iter().any(|s| {
         s.2.as_deref()
@@ -174,7 +178,7 @@ fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result
     );
     assert!(dead.iter().any(|s| {
         s.2.as_deref()
-            .is_some_and(|e| e.contains("VAPID token refused"))
+            .is_some_and(|e| e.contains("VAPID token rejected"))
     }));
     let gone: Vec<_> = states
         .iter()

@@ -80,6 +80,10 @@ fn subscription() -> Value {
     })
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one server session whose steps depend on each other, checked in order"
+)]
 fn routes_accept_valid_and_reject_bad_input(backend: Backend) -> anyhow::Result<()> {
     let (api, db) = start(backend, true)?;
 

@@ -25,6 +25,10 @@ use rose_events::notify::reminders::{self, OccurrenceRef};
 use rose_events::notify::subscriptions::{self, BrowserSubscription};
 use support::{PushService, SmtpServer, TestWorker, at, event, store_event, wall};
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one scenario whose steps depend on each other, checked in order"
+)]
 fn reminders_follow_their_occurrence(backend: Backend) -> anyhow::Result<()> {
     let db = TestDb::new(backend)?;
     let mut conn = db.connect()?;

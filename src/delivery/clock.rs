@@ -4,9 +4,9 @@ use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 
-/// Where "now" comes from.
+/// Source of the current time.
 pub trait Clock: Send + Sync {
-    /// The current instant.
+    /// Returns the current instant.
     fn now(&self) -> DateTime<Utc>;
 }
 
@@ -25,7 +25,7 @@ impl Clock for SystemClock {
 pub struct FixedClock(Mutex<DateTime<Utc>>);
 
 impl FixedClock {
-    /// A clock showing `now`.
+    /// Creates a clock showing `now`.
     pub fn new(now: DateTime<Utc>) -> Self {
         FixedClock(Mutex::new(now))
     }

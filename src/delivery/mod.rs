@@ -16,10 +16,10 @@
 //!   *lease* (owner and expiry while running), a state, an optional deadline and its last error.
 //! - A *handler* runs the jobs of one kind. The transports (Web Push, email) are handlers, and
 //!   so are the notification jobs that decide what to send.
-//! - Delivery is at least once. A worker killed after the remote side accepted a message but
-//!   before it recorded that gives the job back when its lease runs out, and the message is
-//!   sent again with the same Web Push `Topic` and the same email `Message-ID`, which receivers
-//!   use to replace or drop the copy.
+//! - Delivery is at least once. A worker can be killed after the remote side accepted a
+//!   message but before the worker recorded it. Its job becomes claimable when the lease runs
+//!   out, and the message is sent again with the same Web Push `Topic` and the same email
+//!   `Message-ID`, which receivers use to replace or drop the copy.
 
 pub mod cleanup;
 pub mod clock;
@@ -44,7 +44,7 @@ pub enum Error {
     Payload {
         /// Job id, or 0 before it is stored.
         job: i64,
-        /// What is wrong.
+        /// The problem.
         reason: String,
     },
     /// A blocking database task panicked or was cancelled.

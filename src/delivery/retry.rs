@@ -1,5 +1,6 @@
-//! What a handler reports and what the queue does with it: exponential backoff with jitter and
-//! a cap, the deadline, the attempt limit and permanent failures.
+//! Retry policy: the outcome a handler reports and the verdict the queue draws from it, with
+//! exponential backoff, jitter and a cap, the deadline, the attempt limit and permanent
+//! failures.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -11,7 +12,7 @@ pub enum Outcome {
     /// Nothing to send, for a reason no retry can change (the subscription is gone, the
     /// occurrence was cancelled). The job is done, and the note is kept as its last error.
     Dropped(String),
-    /// A transient failure: try again, not before `after` when the remote side said so.
+    /// A transient failure: try again, not before `after` when the remote side sent a delay.
     Retry {
         /// What failed.
         error: String,
@@ -22,7 +23,7 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// What the queue does with a job after an attempt.
+/// Next state of a job after an attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Mark it done, with an optional note.
@@ -38,7 +39,7 @@ pub enum Verdict {
 pub struct RetryPolicy {
     /// Delay after the first failed attempt, before jitter.
     pub base: Duration,
-    /// Longest delay between two attempts, before jitter.
+    /// Maximum delay between two attempts, before jitter.
     pub cap: Duration,
 }
 

@@ -11,7 +11,7 @@ use tracing::Instrument;
 use super::queue::{self, Job};
 use super::retry::{Outcome, RetryPolicy, Verdict};
 use super::{Clock, Error};
-use crate::db::{AnyConnection, DbPool};
+use crate::db::{AnyConnection, DbPool, write_transaction};
 
 /// A boxed future, so handlers can be trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -25,6 +25,12 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub trait JobHandler: Send + Sync {
     /// Runs one attempt of `job`; `now` is the worker clock's time.
     fn run<'a>(&'a self, job: &'a Job, now: DateTime<Utc>) -> BoxFuture<'a, Outcome>;
+
+    /// Prepares a batch of this handler's jobs before they run, for example by loading what
+    /// they all need in one query. Does nothing unless a handler overrides it.
+    fn prepare<'a>(&'a self, _jobs: &'a [Job]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// Handlers by job kind, given to the worker when the app is built.
@@ -43,7 +49,7 @@ impl Handlers {
     }
 }
 
-/// How a worker claims and retries.
+/// Claim and retry settings of a worker.
 #[derive(Clone, Copy, Debug)]
 pub struct WorkerSettings {
     /// How long a claimed job stays leased; after that another worker may take it. Longer
@@ -83,7 +89,7 @@ struct Inner {
 }
 
 impl Worker {
-    /// A worker with a unique lease owner name (process id plus a random suffix).
+    /// Creates a worker with a unique lease owner name (process id plus a random suffix).
     pub fn new(
         pool: DbPool,
         handlers: Handlers,
@@ -102,13 +108,13 @@ impl Worker {
         }
     }
 
-    /// The name this worker leases jobs under.
+    /// Returns the name this worker leases jobs under.
     pub fn owner(&self) -> &str {
         &self.inner.owner
     }
 
-    /// Claims one batch of due jobs, runs them and records the results. Returns how many jobs
-    /// it claimed.
+    /// Claims one batch of due jobs, runs them concurrently and records their results in one
+    /// transaction. Returns how many jobs it claimed.
     pub async fn run_once(&self) -> Result<usize, Error> {
         let inner = &self.inner;
         let now = inner.clock.now();
@@ -118,6 +124,7 @@ impl Worker {
             .with_conn(move |conn| queue::claim(conn, &owner, now, lease, batch))
             .await?;
         let count = claimed.len();
+        self.prepare(&claimed).await;
 
         let mut running = tokio::task::JoinSet::new();
         for job in claimed {
@@ -125,13 +132,15 @@ impl Worker {
             let span = tracing::info_span!("job", job_id = job.id, kind = %job.kind, attempt = job.attempts);
             running.spawn(async move { worker.run_job(job).await }.instrument(span));
         }
+        let mut verdicts = Vec::with_capacity(count);
         while let Some(result) = running.join_next().await {
             match result {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => tracing::error!(error = %error, "cannot record job result"),
+                Ok(verdict) => verdicts.push(verdict),
+                // The job stays leased and is retried when its lease runs out.
                 Err(error) => tracing::error!(error = %error, "job task failed"),
             }
         }
+        self.record(verdicts).await?;
         Ok(count)
     }
 
@@ -156,7 +165,20 @@ impl Worker {
         tracing::info!(owner = %self.inner.owner, "worker stopped");
     }
 
-    async fn run_job(&self, job: Job) -> Result<(), Error> {
+    /// Lets each handler prepare its share of the batch.
+    async fn prepare(&self, claimed: &[Job]) {
+        let mut kinds: Vec<&str> = claimed.iter().map(|j| j.kind.as_str()).collect();
+        kinds.sort_unstable();
+        kinds.dedup();
+        for kind in kinds {
+            if let Some(handler) = self.inner.handlers.get(kind) {
+                let jobs: Vec<Job> = claimed.iter().filter(|j| j.kind == kind).cloned().collect();
+                handler.prepare(&jobs).await;
+            }
+        }
+    }
+
+    async fn run_job(&self, job: Job) -> (i64, Verdict, DateTime<Utc>) {
         let inner = &self.inner;
         let started = inner.clock.now();
         let deadline = job.deadline.map(|d| d.and_utc());
@@ -180,19 +202,52 @@ impl Worker {
             rand::random::<f64>(),
         );
         log_verdict(&job, &verdict);
-        let owner = inner.owner.clone();
-        let id = job.id;
-        let recorded = self
-            .with_conn(move |conn| match verdict {
-                Verdict::Done(note) => queue::complete(conn, id, &owner, note.as_deref(), now),
-                Verdict::RetryAt(at, error) => queue::reschedule(conn, id, &owner, at, &error, now),
-                Verdict::Dead(error) => queue::kill(conn, id, &owner, &error, now),
+        (job.id, verdict, now)
+    }
+
+    /// Writes the verdicts of one batch in one transaction: one commit per batch instead of
+    /// one per job.
+    async fn record(&self, verdicts: Vec<(i64, Verdict, DateTime<Utc>)>) -> Result<(), Error> {
+        if verdicts.is_empty() {
+            return Ok(());
+        }
+        let owner = self.inner.owner.clone();
+        let finished = self.inner.clock.now();
+        let lost = self
+            .with_conn(move |conn| {
+                write_transaction(conn, |conn| {
+                    queue::relax_commit(conn)?;
+                    let mut lost = 0;
+                    let mut done = Vec::new();
+                    for (id, verdict, now) in verdicts {
+                        let recorded = match verdict {
+                            Verdict::Done(None) => {
+                                done.push(id);
+                                true
+                            }
+                            Verdict::Done(Some(note)) => {
+                                queue::complete(conn, id, &owner, Some(&note), now)?
+                            }
+                            Verdict::RetryAt(at, error) => {
+                                queue::reschedule(conn, id, &owner, at, &error, now)?
+                            }
+                            Verdict::Dead(error) => queue::kill(conn, id, &owner, &error, now)?,
+                        };
+                        if !recorded {
+                            lost += 1;
+                        }
+                    }
+                    if !done.is_empty() {
+                        lost += done.len() - queue::complete_all(conn, &done, &owner, finished)?;
+                    }
+                    Ok(lost)
+                })
             })
             .await?;
-        if !recorded {
+        if lost > 0 {
             tracing::warn!(
-                job_id = id,
-                "lease ran out before the result was recorded; another worker owns the job"
+                jobs = lost,
+                "leases ran out before the results were recorded; other workers own those jobs"
             );
         }
         Ok(())

@@ -25,7 +25,7 @@ const LATENESS: Duration = Duration::hours(6);
 /// The payload of a `digest` job.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DigestJob {
-    /// Who gets it.
+    /// Recipient.
     pub person: String,
 }
 
@@ -61,8 +61,8 @@ pub fn plan_next(
     Ok(())
 }
 
-/// The next digest time after `now`: the person's hour on their clock, every day or every
-/// Monday. `None` when digests are off or no channel is on. An hour skipped by a DST change
+/// Computes the next digest time after `now`: the person's hour on their clock, every day or
+/// every Monday. `None` when digests are off or no channel is on. An hour skipped by a DST change
 /// moves to the first valid minute after it.
 pub fn next_time(person: &Person, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     if person.digest == DigestFrequency::Off || person.channels.is_empty() {

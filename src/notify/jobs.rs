@@ -1,6 +1,7 @@
 //! The job handlers of notifications: `reminder` and `digest` decide what to send and fan out
 //! into `push` (one per subscription) and `email` jobs, which call the transports.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
@@ -30,10 +31,10 @@ pub const EMAIL: &str = "email";
 const PUSH_ATTEMPTS: i32 = 8;
 /// Attempts of an email send before it dies.
 const EMAIL_ATTEMPTS: i32 = 6;
-/// Wait after the relay refused our login before trying again.
+/// Wait after the relay rejected our login before trying again.
 const SENDER_REJECTED_PAUSE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 
-/// What the notification handlers need.
+/// Shared state of the notification handlers.
 #[derive(Clone)]
 pub struct NotifyContext {
     /// Database connections.
@@ -59,6 +60,7 @@ pub fn handlers(context: &NotifyContext, retention: Duration) -> Handlers {
             Arc::new(PushHandler {
                 pool: context.pool.clone(),
                 transport: push.clone(),
+                prefetched: std::sync::Mutex::default(),
             }),
         );
     }
@@ -72,7 +74,7 @@ pub fn handlers(context: &NotifyContext, retention: Duration) -> Handlers {
     handlers
 }
 
-/// The dedup-key prefixes of the sends a job with key `parent` fans out into.
+/// Returns the dedup-key prefixes of the sends that a job with key `parent` fans out into.
 pub fn child_prefixes(parent: &str) -> [String; 2] {
     [format!("{PUSH}/{parent}/"), format!("{EMAIL}/{parent}/")]
 }
@@ -365,9 +367,39 @@ fn send_digest(
 struct PushHandler {
     pool: DbPool,
     transport: Arc<WebPushTransport>,
+    /// Subscriptions loaded for the current batch by `prepare`, `None` when removed.
+    prefetched: std::sync::Mutex<HashMap<i64, Option<subscriptions::Subscription>>>,
 }
 
 impl JobHandler for PushHandler {
+    fn prepare<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, ()> {
+        let ids: Vec<i64> = jobs
+            .iter()
+            .filter_map(|job| job.payload_as::<PushJob>().ok())
+            .map(|push| push.subscription_id)
+            .collect();
+        Box::pin(async move {
+            let wanted = ids.clone();
+            let loaded = run_blocking(self.pool.clone(), move |conn| {
+                subscriptions::find_all(conn, &wanted)
+                    .map_err(|e| crate::delivery::Error::Task(e.to_string()))
+            })
+            .await;
+            // Without the batch load each job loads its own subscription.
+            let Ok(loaded) = loaded else { return };
+            let mut prefetched = self
+                .prefetched
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for id in ids {
+                prefetched.insert(id, None);
+            }
+            for subscription in loaded {
+                prefetched.insert(subscription.id, Some(subscription));
+            }
+        })
+    }
+
     fn run<'a>(&'a self, job: &'a Job, _now: DateTime<Utc>) -> BoxFuture<'a, Outcome> {
         Box::pin(async move {
             let push: PushJob = match job.payload_as() {
@@ -375,11 +407,7 @@ impl JobHandler for PushHandler {
                 Err(error) => return bad_payload(job, &error),
             };
             let id = push.subscription_id;
-            let found = run_blocking(self.pool.clone(), move |conn| {
-                subscriptions::find(conn, id)
-                    .map_err(|e| crate::delivery::Error::Task(e.to_string()))
-            })
-            .await;
+            let found = self.subscription(id).await;
             let subscription = match found {
                 Ok(Some(s)) if s.endpoint == push.endpoint => s,
                 Ok(_) => return Outcome::Dropped("subscription was removed".to_owned()),
@@ -410,6 +438,25 @@ impl JobHandler for PushHandler {
 }
 
 impl PushHandler {
+    /// Returns the subscription loaded for this batch, or loads it.
+    async fn subscription(
+        &self,
+        id: i64,
+    ) -> Result<Option<subscriptions::Subscription>, crate::delivery::Error> {
+        let prefetched = self
+            .prefetched
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&id);
+        if let Some(found) = prefetched {
+            return Ok(found);
+        }
+        run_blocking(self.pool.clone(), move |conn| {
+            subscriptions::find(conn, id).map_err(|e| crate::delivery::Error::Task(e.to_string()))
+        })
+        .await
+    }
+
     async fn remove_gone(&self, id: i64, endpoint: String, status: u16) -> Outcome {
         let removed = run_blocking(self.pool.clone(), move |conn| {
             subscriptions::remove_gone(conn, id, &endpoint)
@@ -448,7 +495,7 @@ impl JobHandler for EmailHandler {
                 EmailResult::Sent => Outcome::Done,
                 EmailResult::Retry(error) => Outcome::Retry { error, after: None },
                 EmailResult::SenderRejected(error) => {
-                    tracing::error!(job_id = job.id, error = %error, "SMTP relay refused our login: check the SMTP username and password");
+                    tracing::error!(job_id = job.id, error = %error, "SMTP relay rejected our login: check the SMTP username and password");
                     Outcome::Retry {
                         error,
                         after: Some(SENDER_REJECTED_PAUSE),

@@ -20,7 +20,7 @@ pub struct Notice {
     pub url: String,
 }
 
-/// A start time as the person reads it: `Mon 21 Oct 2024 18:30 (Europe/Paris)`.
+/// Formats a start time as the person reads it: `Mon 21 Oct 2024 18:30 (Europe/Paris)`.
 pub fn local_time(instant: DateTime<Utc>, zone: Tz) -> String {
     format!(
         "{} ({})",
@@ -29,8 +29,8 @@ pub fn local_time(instant: DateTime<Utc>, zone: Tz) -> String {
     )
 }
 
-/// The Web Push payload: JSON with `title`, `body`, `url` and `tag`, which the page's service
-/// worker shows. Lines are dropped from the end until it fits [`MAX_PAYLOAD_BYTES`].
+/// Builds the Web Push payload: JSON with `title`, `body`, `url` and `tag`, which the page's
+/// service worker shows. Lines are dropped from the end until it fits [`MAX_PAYLOAD_BYTES`].
 pub fn push_payload(notice: &Notice, tag: &str) -> String {
     let mut lines = notice.lines.clone();
     loop {
@@ -48,8 +48,8 @@ pub fn push_payload(notice: &Notice, tag: &str) -> String {
     }
 }
 
-/// The email: plain text and HTML with the same lines, a Message-ID derived from the job's
-/// dedup key (so every resend carries the same one) and an unsubscribe link.
+/// Builds the email: plain text and HTML with the same lines, a Message-ID derived from the
+/// job's dedup key (so every resend carries the same one) and an unsubscribe link.
 pub fn email(
     notice: &Notice,
     to: &str,
@@ -94,7 +94,7 @@ pub fn email(
     }
 }
 
-/// The element id of an occurrence on the calendar page, which reminders link to.
+/// Returns the element id of an occurrence on the calendar page, which reminders link to.
 pub fn anchor(event_id: i64, recurrence_id: Option<DateTime<Utc>>) -> String {
     match recurrence_id {
         Some(rid) => format!("occurrence-{event_id}-{}", rid.timestamp()),
@@ -102,7 +102,7 @@ pub fn anchor(event_id: i64, recurrence_id: Option<DateTime<Utc>>) -> String {
     }
 }
 
-/// `<hash>@<public host>`: stable for one dedup key.
+/// Derives a Message-ID, `<hash>@<public host>`, that is stable for one dedup key.
 pub fn message_id(dedup_key: &str, public_url: &str) -> String {
     let digest = sha2::Sha256::digest(dedup_key.as_bytes());
     let mut hex = String::with_capacity(32);

@@ -1,4 +1,4 @@
-//! What to send and when: people and their preferences, push subscriptions, reminders and
+//! Notifications, deciding what to send and when: people and their preferences, push subscriptions, reminders and
 //! digests. Everything here turns into jobs of the delivery queue.
 //!
 //! Vocabulary:
@@ -30,7 +30,7 @@ pub mod subscriptions;
 
 use crate::calendar::validate::InvalidField;
 
-/// Longest person id, in characters.
+/// Maximum person id length, in characters.
 pub const MAX_PERSON_ID_CHARS: usize = 200;
 
 /// Notification errors.
@@ -79,7 +79,7 @@ impl From<crate::db::Error> for Error {
     }
 }
 
-/// How a person is reached.
+/// Way of reaching a person.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Channel {
@@ -90,7 +90,7 @@ pub enum Channel {
 }
 
 impl Channel {
-    /// The stored spelling.
+    /// Returns the stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             Channel::Push => "push",

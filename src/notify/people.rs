@@ -11,16 +11,16 @@ use crate::db::{AnyConnection, write_transaction};
 
 /// Reminder offsets when a person sets none: 24 hours and 1 hour before the start, in minutes.
 pub const DEFAULT_REMINDER_OFFSETS: [i32; 2] = [24 * 60, 60];
-/// Most reminder offsets per person.
+/// Maximum reminder offsets per person.
 pub const MAX_REMINDER_OFFSETS: usize = 8;
-/// Longest reminder offset, in minutes (28 days).
+/// Maximum reminder offset, in minutes (28 days).
 pub const MAX_REMINDER_OFFSET_MINUTES: i32 = 28 * 24 * 60;
-/// Longest email address, in characters (RFC 5321 path limit).
+/// Maximum email address length, in characters (RFC 5321 path limit).
 pub const MAX_EMAIL_CHARS: usize = 254;
-/// Most calendars one person follows.
+/// Maximum calendars one person follows.
 pub const MAX_FOLLOWS: i64 = 500;
 
-/// How often a digest goes out.
+/// Digest frequency.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DigestFrequency {
@@ -33,7 +33,7 @@ pub enum DigestFrequency {
 }
 
 impl DigestFrequency {
-    /// The stored spelling.
+    /// Returns the stored spelling.
     pub fn as_str(self) -> &'static str {
         match self {
             DigestFrequency::Off => "off",
@@ -84,7 +84,7 @@ fn serialize_zone<S: serde::Serializer>(zone: &Tz, serializer: S) -> Result<S::O
 }
 
 impl Person {
-    /// The preferences of a person who never set any.
+    /// Returns the preferences of a person who never set any.
     pub fn defaults(id: &str) -> Person {
         Person {
             id: id.to_owned(),
@@ -373,7 +373,7 @@ pub fn unfollow(conn: &mut AnyConnection, person: &str, slug: &str) -> Result<bo
     Ok(deleted > 0)
 }
 
-/// The ids and slugs of the calendars a person follows, by slug.
+/// Lists the ids and slugs of the calendars a person follows, by slug.
 pub fn follows(conn: &mut AnyConnection, person: &str) -> Result<Vec<(i64, String)>, Error> {
     Ok(calendar_follows::table
         .inner_join(calendars::table)

@@ -35,7 +35,7 @@ pub struct OccurrenceRef {
 }
 
 impl OccurrenceRef {
-    /// The stored key: the recurrence id in RFC 3339 UTC, or `single`.
+    /// Returns the stored key: the recurrence id in RFC 3339 UTC, or `single`.
     pub fn key(&self) -> String {
         match self.recurrence_id {
             Some(rid) => rid.to_rfc3339_opts(SecondsFormat::Secs, true),
@@ -62,7 +62,7 @@ impl OccurrenceRef {
 pub struct ReminderJob {
     /// The occurrence.
     pub occurrence: OccurrenceRef,
-    /// Who is reminded.
+    /// Person to remind.
     pub person: String,
     /// How.
     pub channel: Channel,
@@ -71,8 +71,8 @@ pub struct ReminderJob {
 }
 
 impl ReminderJob {
-    /// The job's dedup key. Its parts are separated by `/`, which person ids cannot contain,
-    /// so it is also a safe prefix for the jobs the reminder fans out into.
+    /// Returns the job's dedup key. Its parts are separated by `/`, which person ids cannot
+    /// contain, so it is also a safe prefix for the jobs the reminder fans out into.
     pub fn dedup_key(&self) -> String {
         format!(
             "{KIND}/{}/{}/{}/{}/{}",
@@ -230,13 +230,14 @@ fn row_job(row: &ReminderRow) -> Result<ReminderJob, Error> {
     })
 }
 
-/// Brings an event's reminders in line with its stored schedule: each pending reminder job
-/// of an occurrence that still takes place moves to `start − offset` (or `now` when that has
-/// passed) with the new start as deadline, and the reminders of occurrences that are gone or
+/// Brings an event's reminders in line with its stored schedule. Each pending reminder job of
+/// an occurrence that still takes place moves to `start − offset` (or `now` when that has
+/// passed), with the new start as its deadline. The reminders of occurrences that are gone or
 /// cancelled are removed. Joins the caller's transaction.
 ///
-/// NOTE: a reminder that was already sent is not sent again when its occurrence moves later;
-/// a person who wants to hear about moves needs a change notice, which does not exist yet.
+/// NOTE: a reminder that was already sent is not sent again when its occurrence moves later.
+/// Moving a whole series (a new DTSTART) changes every recurrence id, so its reminders are
+/// removed as gone rather than moved; only overrides and one-off events keep their identity.
 pub fn event_changed(
     conn: &mut AnyConnection,
     event_id: i64,
@@ -282,7 +283,7 @@ pub fn event_deleted(conn: &mut AnyConnection, event_id: i64) -> Result<(), Erro
     })
 }
 
-/// Whether the reminder still exists (it is removed when cancelled).
+/// Checks whether the reminder still exists (it is removed when cancelled).
 pub fn exists(conn: &mut AnyConnection, job: &ReminderJob) -> Result<bool, Error> {
     let count = reminders::table
         .filter(reminders::event_id.eq(job.occurrence.event_id))
@@ -295,7 +296,7 @@ pub fn exists(conn: &mut AnyConnection, job: &ReminderJob) -> Result<bool, Error
     Ok(count > 0)
 }
 
-/// The distinct occurrences a person has reminders for.
+/// Lists the distinct occurrences a person has reminders for.
 pub fn occurrences_of(conn: &mut AnyConnection, person: &str) -> Result<Vec<OccurrenceRef>, Error> {
     let keys: Vec<(i64, String)> = reminders::table
         .filter(reminders::person.eq(person))
@@ -324,7 +325,8 @@ pub struct ReminderStatus {
     pub state: JobState,
 }
 
-/// A person's reminders for an occurrence with their jobs' state, by channel and offset.
+/// Lists a person's reminders for an occurrence with their jobs' state, by channel and
+/// offset.
 pub fn jobs_of(
     conn: &mut AnyConnection,
     occurrence: OccurrenceRef,

@@ -14,9 +14,9 @@ use crate::calendar::validate::InvalidField;
 use crate::db::schema::push_subscriptions;
 use crate::db::{AnyConnection, write_transaction};
 
-/// Longest endpoint URL, in bytes.
+/// Maximum endpoint URL length, in bytes.
 pub const MAX_ENDPOINT_BYTES: usize = 2048;
-/// Most subscriptions per person (browsers and devices).
+/// Maximum subscriptions per person (browsers and devices).
 pub const MAX_SUBSCRIPTIONS_PER_PERSON: i64 = 20;
 
 /// The browser's `PushSubscription.toJSON()`.
@@ -26,7 +26,7 @@ pub struct BrowserSubscription {
     pub endpoint: String,
     /// Keys for RFC 8291 encryption.
     pub keys: BrowserKeys,
-    /// When the browser will drop it (milliseconds since 1970), if it says.
+    /// When the browser will drop it (milliseconds since 1970), if the browser sets it.
     #[serde(default, rename = "expirationTime")]
     pub expiration_time: Option<f64>,
 }
@@ -192,6 +192,20 @@ pub fn find(conn: &mut AnyConnection, id: i64) -> Result<Option<Subscription>, E
         .optional()?)
 }
 
+/// Loads the subscriptions with these ids; missing ids are left out.
+pub fn find_all(conn: &mut AnyConnection, ids: &[i64]) -> Result<Vec<Subscription>, Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    // Chunks keep within SQLite's limit on bound parameters.
+    for chunk in ids.chunks(500) {
+        found.extend(
+            push_subscriptions::table
+                .filter(push_subscriptions::id.eq_any(chunk))
+                .load::<Subscription>(conn)?,
+        );
+    }
+    Ok(found)
+}
+
 /// Loads the subscription with this endpoint.
 pub fn find_by_endpoint(
     conn: &mut AnyConnection,
@@ -203,7 +217,7 @@ pub fn find_by_endpoint(
         .optional()?)
 }
 
-/// A person's subscriptions, oldest first.
+/// Loads a person's subscriptions, oldest first.
 pub fn of_person(conn: &mut AnyConnection, person: &str) -> Result<Vec<Subscription>, Error> {
     Ok(push_subscriptions::table
         .filter(push_subscriptions::person.eq(person))

@@ -1,6 +1,11 @@
 //! Helpers of the delivery and notification tests: the stand-in push service and SMTP server
 //! (Python, on 127.0.0.1), events to remind about, and a worker driven by a fixed clock.
 
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different subset of the helpers"
+)]
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

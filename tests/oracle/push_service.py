@@ -136,7 +136,11 @@ class Handler(BaseHTTPRequestHandler):
     def push(self, sub_id, body):
         with LOCK:
             sub = SUBSCRIPTIONS.get(sub_id)
-            action = (sub["script"].pop(0) if sub["script"] else sub["default"]) if sub else "404"
+            action = "404"
+            if sub and sub["script"]:
+                action = sub["script"].pop(0)
+            elif sub:
+                action = sub["default"]
         if sub is None:
             self.reply(404)
             return

@@ -1,7 +1,7 @@
 //! Email over SMTP with lettre: one connection per message, plain text plus HTML.
 //!
 //! Replies are classified by their code (RFC 5321): 4yz is transient and retried, 5yz is
-//! permanent. A connection lost after the final dot leaves the outcome unknown; the retry is
+//! permanent. A connection lost after the final dot leaves the outcome unknown. The retry is
 //! allowed because the message keeps its Message-ID, which lets receivers drop the copy.
 
 use std::time::Duration;
@@ -12,10 +12,10 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-/// Longest wait for each SMTP command.
+/// Maximum wait for each SMTP command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// How the SMTP connection is protected.
+/// Protection of the SMTP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SmtpSecurity {
@@ -27,7 +27,7 @@ pub enum SmtpSecurity {
     Tls,
 }
 
-/// Where and as whom to send.
+/// Relay address and sender identity.
 #[derive(Clone, Debug)]
 pub struct SmtpSettings {
     /// Relay host name.
@@ -65,14 +65,14 @@ pub struct EmailMessage {
     pub date: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// How the relay answered.
+/// Outcome of one send, classified by the relay's reply code.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EmailResult {
     /// The relay accepted the message.
     Sent,
     /// A 4xx reply, a timeout or a lost connection.
     Retry(String),
-    /// The relay refused our login (5.7.x at AUTH): an operator must fix the settings, and the
+    /// The relay rejected our login (5.7.x at AUTH): an operator must fix the settings, and the
     /// message itself is fine.
     SenderRejected(String),
     /// A 5xx reply about this message or recipient, or a message that cannot be built.
@@ -128,7 +128,7 @@ impl EmailTransport {
         })
     }
 
-    /// Sends one message and classifies the relay's answer.
+    /// Sends one message and classifies the relay's reply.
     pub async fn send(&self, message: &EmailMessage) -> EmailResult {
         let email = match self.build(message) {
             Ok(email) => email,
@@ -149,7 +149,10 @@ impl EmailTransport {
         let boundary = {
             use sha2::Digest;
             let digest = sha2::Sha256::digest(message.message_id.as_bytes());
-            let hex: String = digest[..12].iter().map(|b| format!("{b:02x}")).collect();
+            let mut hex = String::with_capacity(24);
+            for byte in &digest[..12] {
+                let _ = std::fmt::Write::write_fmt(&mut hex, format_args!("{byte:02x}"));
+            }
             format!("rose-events-{hex}")
         };
         let body = MultiPart::builder()
@@ -209,7 +212,7 @@ fn classify(error: &lettre::transport::smtp::Error, host: &str) -> EmailResult {
     let code = error.status().map(|code| code.to_string());
     let text = format!("SMTP relay {host}: {error}");
     match code.as_deref() {
-        // 530 and 535 answer AUTH: our credentials are wrong, not the recipient.
+        // 530, 534, 535 and 538 are replies to AUTH: our credentials are wrong, not the recipient.
         Some("530" | "534" | "535" | "538") => EmailResult::SenderRejected(text),
         Some(code) if code.starts_with('5') => EmailResult::Failed(text),
         _ if error.is_permanent() => EmailResult::Failed(text),

@@ -1,9 +1,10 @@
 //! Web Push (RFC 8030) with VAPID (RFC 8292) and aes128gcm payloads (RFC 8291).
 //!
-//! The web-push crate encrypts the payload and builds the request; we send it with our own
-//! reqwest client because the crate's clients have no timeout, and we mint the VAPID token
-//! ourselves: its default `aud` drops the endpoint's port, and one token per push-service
-//! origin, reused until close to its expiry, saves an ECDSA signature per message.
+//! The web-push crate encrypts the payload and builds the request. We send it with our own
+//! reqwest client, because the crate's clients have no timeout. We also mint the VAPID token
+//! ourselves, because the crate's default `aud` drops the endpoint's port, and because one
+//! token per push-service origin, reused until close to its expiry, saves an ECDSA signature
+//! per message.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ const TOKEN_LIFETIME: Duration = Duration::hours(12);
 /// A cached token with less than this left is minted again, so a request never carries a
 /// token that expires in transit or during a slow retry.
 const TOKEN_RENEW_MARGIN: Duration = Duration::hours(1);
-/// Longest wait for a push service, connection included.
+/// Maximum wait for a push service, connection included.
 const REQUEST_TIMEOUT: StdDuration = StdDuration::from_secs(10);
 /// Longest Retry-After we honour; a longer one is cut to this.
 const MAX_RETRY_AFTER: StdDuration = StdDuration::from_secs(24 * 3600);
@@ -99,8 +100,8 @@ impl VapidKey {
         })
     }
 
-    /// The public key as browsers take it for `applicationServerKey`: the uncompressed P-256
-    /// point, base64url without padding.
+    /// Returns the public key in the form browsers take for `applicationServerKey`: the
+    /// uncompressed P-256 point, base64url without padding.
     pub fn public_key(&self) -> &str {
         &self.public_key
     }
@@ -165,14 +166,14 @@ pub fn check_subject(subject: &str) -> Result<(), Error> {
         return Err(Error::Subject(subject.to_owned()));
     };
     let last_label = host.rsplit('.').next().unwrap_or_default();
-    let refused = host.is_empty() || matches!(last_label, "localhost" | "local" | "invalid");
-    if refused {
+    let rejected = host.is_empty() || matches!(last_label, "localhost" | "local" | "invalid");
+    if rejected {
         return Err(Error::Subject(subject.to_owned()));
     }
     Ok(())
 }
 
-/// How soon the push service should deliver (RFC 8030 `Urgency`).
+/// Delivery urgency requested from the push service (RFC 8030 `Urgency`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum PushUrgency {
@@ -205,7 +206,7 @@ pub struct PushMessage {
     pub topic: Option<String>,
 }
 
-/// How a push service answered.
+/// Outcome of one push request, classified by the response status.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PushResult {
     /// 2xx: the push service took the message.
@@ -221,7 +222,7 @@ pub enum PushResult {
         /// The push service's Retry-After.
         after: Option<StdDuration>,
     },
-    /// Any other answer, including a VAPID token refused twice.
+    /// Any other response, including a VAPID token rejected twice.
     Failed(String),
 }
 
@@ -241,7 +242,8 @@ struct CachedToken {
 }
 
 impl WebPushTransport {
-    /// A transport signing with `key` as `subject`; `clock` dates the VAPID tokens.
+    /// Creates a transport that signs with `key` as `subject`. The `clock` dates the VAPID
+    /// tokens.
     pub fn new(key: VapidKey, subject: &str, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         check_subject(subject)?;
         let client = reqwest::Client::builder()
@@ -259,26 +261,26 @@ impl WebPushTransport {
         })
     }
 
-    /// The VAPID public key.
+    /// Returns the VAPID public key.
     pub fn public_key(&self) -> &str {
         self.key.public_key()
     }
 
-    /// Encrypts and sends one message. A 401 or 403 (the push service refused our token) drops
+    /// Encrypts and sends one message. A 401 or 403 (the push service rejected our token) drops
     /// the cached token and tries once more with a fresh one.
     pub async fn send(&self, message: &PushMessage) -> PushResult {
         let (status, body) = match self.send_once(message).await {
             Attempt::Answered(result) => return result,
             Attempt::Refused(status, body) => (status, body),
         };
-        tracing::warn!(status, body = %body, "push service refused our VAPID token; minting a new one");
+        tracing::warn!(status, body = %body, "push service rejected our VAPID token; minting a new one");
         self.forget_token(&message.endpoint);
         match self.send_once(message).await {
             Attempt::Answered(result) => result,
             Attempt::Refused(status, body) => {
-                tracing::error!(status, body = %body, "push service refused a fresh VAPID token: check the VAPID key and subject");
+                tracing::error!(status, body = %body, "push service rejected a fresh VAPID token: check the VAPID key and subject");
                 PushResult::Failed(format!(
-                    "VAPID token refused with {status} after minting a new one: {body}"
+                    "VAPID token rejected with {status} after minting a new one: {body}"
                 ))
             }
         }
@@ -372,8 +374,8 @@ impl WebPushTransport {
         Ok(out)
     }
 
-    /// The VAPID token for the endpoint's origin: the cached one while it has more than
-    /// [`TOKEN_RENEW_MARGIN`] left, else a new one valid for [`TOKEN_LIFETIME`].
+    /// Returns the VAPID token for the endpoint's origin: the cached one while it has more
+    /// than [`TOKEN_RENEW_MARGIN`] left, else a new one valid for [`TOKEN_LIFETIME`].
     fn token_for(&self, endpoint: &str) -> Result<VapidSignature, String> {
         let audience = audience(endpoint)?;
         let now = self.clock.now();
@@ -414,7 +416,19 @@ impl WebPushTransport {
         }
     }
 
-    /// The `(token, expiry)` that the next message to `endpoint` would carry.
+    /// Encrypts and signs `message` as [`send`](Self::send) would, without sending it; returns
+    /// the body length. For the benchmark's encryption-only baseline.
+    pub fn encrypt_only(&self, message: &PushMessage) -> Result<usize, String> {
+        match self.build_request(message) {
+            Ok(request) => Ok(request
+                .body()
+                .and_then(|b| b.as_bytes())
+                .map_or(0, <[u8]>::len)),
+            Err(result) => Err(format!("{result:?}")),
+        }
+    }
+
+    /// Returns the `(token, expiry)` that the next message to `endpoint` would carry.
     pub fn current_token(&self, endpoint: &str) -> Result<(String, DateTime<Utc>), String> {
         self.token_for(endpoint)?;
         let audience = audience(endpoint)?;
@@ -434,7 +448,7 @@ enum Attempt {
     Refused(u16, String),
 }
 
-/// The VAPID audience of an endpoint: its origin, `scheme://host[:port]`, keeping a
+/// Returns the VAPID audience of an endpoint: its origin, `scheme://host[:port]`, keeping a
 /// non-default port.
 pub fn audience(endpoint: &str) -> Result<String, String> {
     let url =
@@ -470,8 +484,9 @@ fn crate_urgency(urgency: PushUrgency) -> web_push::Urgency {
     }
 }
 
-/// A Topic header value for a dedup key: 32 base64url characters of its SHA-256, so every
-/// resend of one job carries the same topic and a push service replaces the earlier copy.
+/// Derives the Topic header value of a dedup key: 32 base64url characters of its SHA-256, so
+/// every resend of one job carries the same topic and a push service replaces the earlier
+/// copy.
 pub fn topic_for(dedup_key: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(dedup_key.as_bytes());
