@@ -4,8 +4,9 @@
 )]
 
 //! Web Push jobs per second through the queue to a push endpoint on 127.0.0.1, with 1 and 2
-//! worker loops, beside the encryption-only rate (RFC 8291 aes128gcm with a fresh ECDH key per
-//! message and the VAPID header, no network and no database) measured in the same run.
+//! worker loops. The baseline is the encryption-only rate measured in the same run: RFC 8291
+//! aes128gcm with a fresh ECDH key per message and the VAPID header, with no network and no
+//! database.
 //!
 //! Run: `cargo bench --bench delivery` (PostgreSQL from `ROSE_EVENTS_TEST_PG`, default
 //! `postgres://postgres@127.0.0.1:5432`; a scratch database is created and dropped).
@@ -68,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A P-256 key pair and auth secret as a browser makes them (only the public half is used).
+/// Creates a P-256 key pair and auth secret as a browser does, keeping only the public half.
 fn browser_keys() -> anyhow::Result<BrowserKeys> {
     let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1)?;
     let key = openssl::ec::EcKey::generate(&group)?;
@@ -243,7 +244,7 @@ async fn queue_rate(
     Ok(f64::from(u32::try_from(JOBS)?) / elapsed.as_secs_f64())
 }
 
-/// A push endpoint on 127.0.0.1 that reads each request and answers 201, keeping the
+/// Starts a push endpoint on 127.0.0.1 that reads each request and responds 201, keeping the
 /// connection open. Returns its URL.
 async fn start_endpoint() -> anyhow::Result<String> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -56,8 +56,8 @@ pub struct DeliveryConfig {
     #[arg(long, env = "ROSE_EVENTS_WORKERS", default_value_t = 1, global = true)]
     pub workers: u32,
 
-    /// Seconds a worker holds a claimed job; a crashed worker's jobs become claimable again
-    /// after this.
+    /// Seconds a claimed job stays leased to its worker. A crashed worker's jobs become
+    /// claimable again after this.
     #[arg(
         long,
         env = "ROSE_EVENTS_JOB_LEASE_SECONDS",

@@ -25,7 +25,7 @@ use rose_events::delivery::transport::{
 use rose_events::delivery::{Clock, FixedClock, Worker, WorkerSettings, queue};
 use rose_events::notify::jobs::{NotifyContext, handlers};
 
-/// The Python interpreter with the oracle packages.
+/// Returns the Python interpreter with the oracle packages.
 pub fn python() -> PathBuf {
     std::env::var_os("ROSE_EVENTS_PYTHON").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"),
@@ -81,14 +81,14 @@ impl PushService {
         })
     }
 
-    /// A browser subscription whose endpoint answers with `responses`, then 201.
+    /// Creates a browser subscription whose endpoint responds with `responses`, then 201.
     pub fn subscription(&self, responses: &[&str]) -> anyhow::Result<serde_json::Value> {
         let reply = ureq::post(&format!("{}/subscriptions", self.base))
             .send_json(serde_json::json!({ "responses": responses }))?;
         Ok(reply.into_json()?)
     }
 
-    /// What the endpoint received: `requests` (each decrypted and VAPID-checked) and
+    /// Returns what the endpoint received: `requests` (each decrypted and VAPID-checked) and
     /// `shown` (messages by topic, as a browser would show them).
     pub fn log(&self, endpoint: &str) -> anyhow::Result<serde_json::Value> {
         let id = endpoint.rsplit('/').next().unwrap_or_default();
@@ -136,7 +136,7 @@ impl SmtpServer {
         })
     }
 
-    /// Every message that reached the final dot, in order.
+    /// Returns every message that reached the final dot, in order.
     pub fn messages(&self) -> anyhow::Result<Vec<serde_json::Value>> {
         let Ok(text) = std::fs::read_to_string(&self.log) else {
             return Ok(Vec::new());
@@ -166,17 +166,17 @@ impl Drop for SmtpServer {
     }
 }
 
-/// An instant from RFC 3339 text.
+/// Parses an instant from RFC 3339 text.
 pub fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap_or_default()
 }
 
-/// A wall time from `YYYY-MM-DDTHH:MM`.
+/// Parses a wall time from `YYYY-MM-DDTHH:MM`.
 pub fn wall(text: &str) -> NaiveDateTime {
     NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M").unwrap_or_default()
 }
 
-/// An event in Europe/Paris, weekly when `rrule` is given.
+/// Builds an event in Europe/Paris, weekly when `rrule` is given.
 pub fn event(uid: &str, title: &str, start: &str, rrule: Option<&str>) -> NewEvent {
     NewEvent {
         uid: uid.to_owned(),
@@ -221,7 +221,7 @@ pub fn store_event(conn: &mut AnyConnection, slug: &str, event: &NewEvent) -> an
     Ok(store::insert_event(conn, calendar.id, event)?.id)
 }
 
-/// A pool on a migrated test database.
+/// Migrates the test database and opens a pool on it.
 pub fn pool(url: &str) -> anyhow::Result<DbPool> {
     let mut conn = rose_events::db::connect(url)?;
     rose_events::db::run_migrations(&mut conn)?;
@@ -314,7 +314,7 @@ impl TestWorker {
         bail!("queue did not drain within 500 rounds")
     }
 
-    /// The worker clock's time.
+    /// Returns the worker clock's time.
     pub fn clock_now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
