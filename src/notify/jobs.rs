@@ -367,35 +367,35 @@ fn send_digest(
 struct PushHandler {
     pool: DbPool,
     transport: Arc<WebPushTransport>,
-    /// Subscriptions loaded for the current batch by `prepare`, `None` when removed.
+    /// Subscriptions loaded by `prepare` for the jobs of the current batch, by job id, `None`
+    /// when removed. Each job takes its own entry when it runs.
     prefetched: std::sync::Mutex<HashMap<i64, Option<subscriptions::Subscription>>>,
 }
 
 impl JobHandler for PushHandler {
     fn prepare<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, ()> {
-        let ids: Vec<i64> = jobs
+        // (job id, subscription id) of each readable payload.
+        let wanted: Vec<(i64, i64)> = jobs
             .iter()
-            .filter_map(|job| job.payload_as::<PushJob>().ok())
-            .map(|push| push.subscription_id)
+            .filter_map(|job| Some((job.id, job.payload_as::<PushJob>().ok()?.subscription_id)))
             .collect();
         Box::pin(async move {
-            let wanted = ids.clone();
+            let ids: Vec<i64> = wanted.iter().map(|(_, id)| *id).collect();
             let loaded = run_blocking(self.pool.clone(), move |conn| {
-                subscriptions::find_all(conn, &wanted)
+                subscriptions::find_all(conn, &ids)
                     .map_err(|e| crate::delivery::Error::Task(e.to_string()))
             })
             .await;
             // Without the batch load each job loads its own subscription.
             let Ok(loaded) = loaded else { return };
+            let by_id: HashMap<i64, subscriptions::Subscription> =
+                loaded.into_iter().map(|s| (s.id, s)).collect();
             let mut prefetched = self
                 .prefetched
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for id in ids {
-                prefetched.insert(id, None);
-            }
-            for subscription in loaded {
-                prefetched.insert(subscription.id, Some(subscription));
+            for (job_id, subscription_id) in wanted {
+                prefetched.insert(job_id, by_id.get(&subscription_id).cloned());
             }
         })
     }
@@ -407,7 +407,7 @@ impl JobHandler for PushHandler {
                 Err(error) => return bad_payload(job, &error),
             };
             let id = push.subscription_id;
-            let found = self.subscription(id).await;
+            let found = self.subscription(job.id, id).await;
             let subscription = match found {
                 Ok(Some(s)) if s.endpoint == push.endpoint => s,
                 Ok(_) => return Outcome::Dropped("subscription was removed".to_owned()),
@@ -438,16 +438,17 @@ impl JobHandler for PushHandler {
 }
 
 impl PushHandler {
-    /// Returns the subscription loaded for this batch, or loads it.
+    /// Returns the subscription that `prepare` loaded for job `job_id`, or loads it.
     async fn subscription(
         &self,
+        job_id: i64,
         id: i64,
     ) -> Result<Option<subscriptions::Subscription>, crate::delivery::Error> {
         let prefetched = self
             .prefetched
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&id);
+            .remove(&job_id);
         if let Some(found) = prefetched {
             return Ok(found);
         }
