@@ -153,6 +153,15 @@ fn reminders_follow_their_occurrence(backend: Backend) -> anyhow::Result<()> {
         4,
         "the moved occurrence's four pending jobs went"
     );
+
+    // Deleting the calendar removes the reminders of the events it held.
+    store::delete_calendar(&mut conn, "choir")?;
+    assert!(reminders::jobs_of(&mut conn, talk_ref, "ana")?.is_empty());
+    assert_eq!(
+        queue::count_by_state(&mut conn)?[0],
+        0,
+        "no pending job is left"
+    );
     Ok(())
 }
 
