@@ -57,7 +57,8 @@ pub struct DeliveryConfig {
     pub workers: u32,
 
     /// Seconds a claimed job stays leased to its worker. A crashed worker's jobs become
-    /// claimable again after this.
+    /// claimable again after this. Keep it above the longest send (45 s for email, 20 s for
+    /// Web Push), or a slow send can be taken over and sent twice.
     #[arg(
         long,
         env = "ROSE_EVENTS_JOB_LEASE_SECONDS",

@@ -14,6 +14,9 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
 /// Maximum wait for each SMTP command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Maximum time for a whole send, connection to QUIT: shorter than the worker's default
+/// 60-second lease, so no other worker takes the job while this one still sends it.
+const SEND_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Protection of the SMTP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -134,9 +137,14 @@ impl EmailTransport {
             Ok(email) => email,
             Err(error) => return EmailResult::Failed(error),
         };
-        match self.mailer.send(email).await {
-            Ok(_) => EmailResult::Sent,
-            Err(error) => classify(&error, &self.host),
+        match tokio::time::timeout(SEND_TIMEOUT, self.mailer.send(email)).await {
+            Ok(Ok(_)) => EmailResult::Sent,
+            Ok(Err(error)) => classify(&error, &self.host),
+            Err(_) => EmailResult::Retry(format!(
+                "SMTP relay {} timed out after {} s",
+                self.host,
+                SEND_TIMEOUT.as_secs()
+            )),
         }
     }
 
