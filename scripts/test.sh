@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test, on SQLite and PostgreSQL. Installs or starts what the tests need first:
-# the C toolchain packages, a reachable PostgreSQL on 127.0.0.1:5432 and the Python oracle
-# (icalendar) in ./.venv. Extra arguments go to cargo nextest (or cargo test).
+# the C toolchain packages, Chromium for the page test, a reachable PostgreSQL on
+# 127.0.0.1:5432 and the Python oracles (icalendar; aiosmtpd and http_ece for delivery) in
+# ./.venv. Extra arguments go to cargo nextest (or cargo test).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_packages=()
-for pkg in pkg-config libssl-dev python3-venv; do
+for pkg in pkg-config libssl-dev python3-venv chromium; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need_packages+=("$pkg")
 done
 if ((${#need_packages[@]})); then
@@ -37,8 +38,9 @@ if ! pg_isready -q -h "$pg_host" -p "$pg_port" 2>/dev/null; then
     exit 1
 fi
 
-if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c 'import icalendar, recurring_ical_events' 2>/dev/null; then
-    echo "installing the Python iCalendar oracle into .venv"
+oracle_modules='import icalendar, recurring_ical_events, aiosmtpd, http_ece, websockets'
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c "$oracle_modules" 2>/dev/null; then
+    echo "installing the Python test oracles into .venv"
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r tests/oracle/requirements.txt
 fi

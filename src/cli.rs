@@ -76,6 +76,57 @@ pub enum Command {
     /// Rebuild seats taken and booking states from the booking ledger and report every
     /// difference from the stored projection; exits with failure when there is one.
     VerifyLedger,
+    /// Run delivery workers only, without the HTTP server, until interrupted.
+    Work,
+    /// Inspect the delivery queue and retry dead jobs.
+    Jobs {
+        /// What to do with jobs.
+        #[command(subcommand)]
+        action: JobsAction,
+    },
+    /// Manage the VAPID key of Web Push.
+    Vapid {
+        /// What to do with the key.
+        #[command(subcommand)]
+        action: VapidAction,
+    },
+}
+
+/// Queue subcommands.
+#[derive(Debug, Subcommand)]
+pub enum JobsAction {
+    /// List jobs, newest first, with counts per state.
+    List {
+        /// Only jobs in this state: pending, running, done or dead.
+        #[arg(long)]
+        state: Option<String>,
+        /// Most jobs listed.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Print one job with its payload and last error as JSON.
+    Show {
+        /// Job id.
+        id: i64,
+    },
+    /// Make a dead job pending again, with its attempts reset.
+    Retry {
+        /// Job id.
+        id: i64,
+    },
+}
+
+/// VAPID subcommands.
+#[derive(Debug, Subcommand)]
+pub enum VapidAction {
+    /// Create the VAPID key in the data directory and print its public key.
+    Generate {
+        /// Replace an existing key; browsers subscribed with the old key must subscribe again.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key, creating the key first if there is none.
+    PublicKey,
 }
 
 /// Peer subcommands.
@@ -164,6 +215,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Peer { action } => peer(&config, action),
         Command::CheckConfig => check_config(&config),
         Command::VerifyLedger => verify_ledger(&config),
+        Command::Work => work(&config),
+        Command::Jobs { action } => jobs(&config, action),
+        Command::Vapid { action } => vapid(&config, &action),
     }
 }
 
@@ -382,6 +436,32 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     writeln!(out, "public_url = {}", config.public_url())?;
     writeln!(out, "pool_size = {}", config.pool_size)?;
     writeln!(out, "federation_policy = {:?}", config.federation_policy)?;
+    let delivery = &config.delivery;
+    writeln!(out, "workers = {}", delivery.workers)?;
+    writeln!(out, "job_lease_seconds = {}", delivery.job_lease_seconds)?;
+    writeln!(out, "job_retention_days = {}", delivery.job_retention_days)?;
+    writeln!(
+        out,
+        "vapid_subject = {}",
+        delivery.vapid_subject.as_deref().unwrap_or("(off)")
+    )?;
+    writeln!(
+        out,
+        "smtp_host = {}",
+        delivery.smtp_host.as_deref().unwrap_or("(off)")
+    )?;
+    writeln!(out, "smtp_port = {}", delivery.smtp_port)?;
+    writeln!(out, "smtp_security = {:?}", delivery.smtp_security)?;
+    writeln!(
+        out,
+        "smtp_username = {}",
+        delivery.smtp_username.as_deref().unwrap_or("")
+    )?;
+    writeln!(
+        out,
+        "smtp_from = {}",
+        delivery.smtp_from.as_deref().unwrap_or("")
+    )?;
     Ok(())
 }
 
@@ -423,4 +503,102 @@ fn verify_ledger(config: &Config) -> anyhow::Result<()> {
         bail!("the ledger and the projection differ");
     }
     Ok(())
+}
+
+fn jobs(config: &Config, action: JobsAction) -> anyhow::Result<()> {
+    use crate::delivery::{JobState, queue};
+    let mut conn = open_database(config)?;
+    let mut out = std::io::stdout().lock();
+    match action {
+        JobsAction::List { state, limit } => {
+            let state = match state.as_deref() {
+                None => None,
+                Some(text) => Some(JobState::parse(text).with_context(|| {
+                    format!("job state {text:?} is invalid: use pending, running, done or dead")
+                })?),
+            };
+            let [pending, running, done, dead] = queue::count_by_state(&mut conn)?;
+            writeln!(
+                out,
+                "pending {pending}, running {running}, done {done}, dead {dead}"
+            )?;
+            for job in queue::list(&mut conn, state, limit)? {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}/{}\t{}\t{}",
+                    job.id,
+                    job.state,
+                    job.kind,
+                    job.run_at.and_utc().to_rfc3339(),
+                    job.attempts,
+                    job.max_attempts,
+                    job.dedup_key,
+                    job.last_error.unwrap_or_default()
+                )?;
+            }
+        }
+        JobsAction::Show { id } => {
+            let job = queue::find(&mut conn, id)?.with_context(|| format!("job {id} not found"))?;
+            writeln!(out, "{}", serde_json::to_string_pretty(&job)?)?;
+        }
+        JobsAction::Retry { id } => {
+            let job = queue::retry_dead(&mut conn, id, chrono::Utc::now())?;
+            writeln!(out, "job {} is pending again", job.id)?;
+        }
+    }
+    Ok(())
+}
+
+fn vapid(config: &Config, action: &VapidAction) -> anyhow::Result<()> {
+    use crate::delivery::transport::web_push::{self, VAPID_KEY_FILE, VapidKey};
+    let path = config.data_dir.join(VAPID_KEY_FILE);
+    let key = match action {
+        VapidAction::Generate { force } => {
+            web_push::generate_key_file(&path, *force)?;
+            VapidKey::load(&path)?
+        }
+        VapidAction::PublicKey => VapidKey::load_or_generate(&config.data_dir)?,
+    };
+    writeln!(std::io::stdout(), "{}", key.public_key())?;
+    Ok(())
+}
+
+/// The `work` command: applies migrations, then runs worker loops until SIGINT or SIGTERM.
+fn work(config: &Config) -> anyhow::Result<()> {
+    drop(crate::cli::open_database(config)?);
+    let pool = crate::db::create_pool(&config.database_url(), config.pool_size)?;
+    let clock: std::sync::Arc<dyn crate::delivery::Clock> =
+        std::sync::Arc::new(crate::delivery::SystemClock);
+    let mut delivery = crate::notify::service::build(config, pool, &clock)?;
+    delivery.workers = delivery.workers.max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let (stop, shutdown) = tokio::sync::watch::channel(false);
+        let loops = tokio::spawn(crate::notify::service::run_workers(
+            delivery, clock, shutdown,
+        ));
+        wait_for_signal().await;
+        tracing::info!("stopping workers after their current batch");
+        let _ = stop.send(true);
+        loops.await??;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -63,6 +63,124 @@ pub struct Config {
         global = true
     )]
     pub federation_allow_localhost: bool,
+
+    /// Delivery settings: workers, Web Push and SMTP.
+    #[command(flatten)]
+    pub delivery: DeliveryConfig,
+}
+
+/// Settings of the delivery queue and its transports.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DeliveryConfig {
+    /// Worker loops that `serve` and `work` run; 0 makes `serve` run none. SQLite always gets
+    /// at most one.
+    #[arg(long, env = "ROSE_EVENTS_WORKERS", default_value_t = 1, global = true)]
+    pub workers: u32,
+
+    /// Seconds a claimed job stays leased to its worker. A crashed worker's jobs become
+    /// claimable again after this. Keep it above the longest send (45 s for email, 20 s for
+    /// Web Push), or a slow send can be taken over and sent twice.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_JOB_LEASE_SECONDS",
+        default_value_t = 60,
+        global = true
+    )]
+    pub job_lease_seconds: u32,
+
+    /// Days done and dead jobs are kept before the daily cleanup deletes them.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_JOB_RETENTION_DAYS",
+        default_value_t = 30,
+        global = true
+    )]
+    pub job_retention_days: u32,
+
+    /// VAPID subject (`mailto:` address or `https://` URL) that push services can contact.
+    /// Web Push is off until it is set.
+    #[arg(long, env = "ROSE_EVENTS_VAPID_SUBJECT", global = true)]
+    pub vapid_subject: Option<String>,
+
+    /// Accept push endpoints on http://127.0.0.1 and http://localhost: for tests with a local
+    /// push service only.
+    #[arg(long, env = "ROSE_EVENTS_ALLOW_LOOPBACK_PUSH", global = true)]
+    pub allow_loopback_push: bool,
+
+    /// SMTP relay host. Email is off until it and the sender address are set.
+    #[arg(long, env = "ROSE_EVENTS_SMTP_HOST", global = true)]
+    pub smtp_host: Option<String>,
+
+    /// SMTP relay port.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_SMTP_PORT",
+        default_value_t = 587,
+        global = true
+    )]
+    pub smtp_port: u16,
+
+    /// SMTP connection protection: none, starttls or tls.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_SMTP_SECURITY",
+        value_enum,
+        default_value = "starttls",
+        global = true
+    )]
+    pub smtp_security: crate::delivery::transport::SmtpSecurity,
+
+    /// SMTP login name.
+    #[arg(long, env = "ROSE_EVENTS_SMTP_USERNAME", global = true)]
+    pub smtp_username: Option<String>,
+
+    /// SMTP password; prefer the environment variable to the flag.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_SMTP_PASSWORD",
+        hide_env_values = true,
+        global = true
+    )]
+    pub smtp_password: Option<String>,
+
+    /// Sender address of emails, e.g. `Rose Events <events@example.org>`.
+    #[arg(long, env = "ROSE_EVENTS_SMTP_FROM", global = true)]
+    pub smtp_from: Option<String>,
+}
+
+impl DeliveryConfig {
+    /// Checks the delivery settings.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.workers > 64 {
+            return Err(format!(
+                "workers {} is out of range: use 0 to 64",
+                self.workers
+            ));
+        }
+        if !(1..=86_400).contains(&self.job_lease_seconds) {
+            return Err(format!(
+                "job lease {} s is out of range: use 1 to 86400",
+                self.job_lease_seconds
+            ));
+        }
+        if !(1..=3650).contains(&self.job_retention_days) {
+            return Err(format!(
+                "job retention {} days is out of range: use 1 to 3650",
+                self.job_retention_days
+            ));
+        }
+        if let Some(subject) = &self.vapid_subject {
+            crate::delivery::transport::web_push::check_subject(subject)
+                .map_err(|e| e.to_string())?;
+        }
+        if self.smtp_host.is_some() != self.smtp_from.is_some() {
+            return Err("set both the SMTP host and the sender address, or neither".to_owned());
+        }
+        if self.smtp_username.is_some() != self.smtp_password.is_some() {
+            return Err("set both the SMTP username and password, or neither".to_owned());
+        }
+        Ok(())
+    }
 }
 
 impl Config {
@@ -104,6 +222,7 @@ impl Config {
                 self.pool_size
             ));
         }
+        self.delivery.validate()?;
         let public = self.public_url();
         if !(public.starts_with("http://") || public.starts_with("https://")) {
             return Err(format!(

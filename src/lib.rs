@@ -8,5 +8,7 @@ pub mod calendar;
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod delivery;
 pub mod federation;
+pub mod notify;
 pub mod server;

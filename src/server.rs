@@ -12,15 +12,28 @@ use crate::config::Config;
 pub fn serve(config: &Config) -> anyhow::Result<()> {
     drop(crate::cli::open_database(config)?);
     let pool = crate::db::create_pool(&config.database_url(), config.pool_size)?;
+    let clock: std::sync::Arc<dyn crate::delivery::Clock> =
+        std::sync::Arc::new(crate::delivery::SystemClock);
+    let delivery = crate::notify::service::build(config, pool.clone(), &clock)?;
     let state = AppState {
         bookings: crate::booking::group::BookingService::new(pool.clone()),
         pool,
         public_url: config.public_url(),
         federation: config.federation(),
+        vapid_public_key: delivery.vapid_public_key.clone(),
+        allow_loopback_push: config.delivery.allow_loopback_push,
+    };
+    let workers = if delivery.workers > 0 {
+        Some(crate::notify::service::WorkerThread::start(
+            delivery, clock,
+        )?)
+    } else {
+        tracing::info!("no delivery workers in this process: run `rose-events work`");
+        None
     };
     let listen = config.listen;
     let system = actix_web::rt::System::new();
-    system.block_on(async move {
+    let served = system.block_on(async move {
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(middleware::Logger::new("%r %s %Dms").log_target("rose_events::http"))
@@ -30,7 +43,11 @@ pub fn serve(config: &Config) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {listen}"))?;
         announce(config);
         server.run().await.context("HTTP server failed")
-    })
+    });
+    if let Some(workers) = workers {
+        workers.stop();
+    }
+    served
 }
 
 fn announce(config: &Config) {

@@ -142,7 +142,24 @@ impl From<crate::booking::Error> for ApiError {
                 )
             }
             E::Calendar(inner) => inner.into(),
-            E::Facts(_) | E::Corrupt(_) | E::Database(_) => ApiError::Internal(error.to_string()),
+            E::Facts(_) | E::Notify(_) | E::Corrupt(_) | E::Database(_) => {
+                ApiError::Internal(error.to_string())
+            }
+        }
+    }
+}
+
+impl From<crate::notify::Error> for ApiError {
+    fn from(error: crate::notify::Error) -> Self {
+        use crate::notify::Error as E;
+        match error {
+            E::Invalid(field) => ApiError::Invalid(field),
+            E::EventNotFound(_)
+            | E::OccurrenceNotFound { .. }
+            | E::CalendarNotFound(_)
+            | E::PersonNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::Calendar(error) => error.into(),
+            E::Corrupt(_) | E::Queue(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

@@ -129,13 +129,15 @@ async fn calendar_actor(
     state: web::Data<AppState>,
     slug: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let slug = slug.into_inner();
     if !super::activitypub::asks_for_activity_json(&request) {
-        return Ok(HttpResponse::SeeOther()
-            .insert_header((header::LOCATION, format!("/api/v1/calendars/{slug}")))
-            .insert_header((header::VARY, "Accept"))
-            .finish());
+        // People following the calendar's link from their Fediverse client get the page.
+        let mut response = super::page::page(state, slug).await?;
+        response
+            .headers_mut()
+            .insert(header::VARY, header::HeaderValue::from_static("Accept"));
+        return Ok(response);
     }
+    let slug = slug.into_inner();
     let settings = state.federation.clone();
     let document = state
         .with_conn(move |conn| {

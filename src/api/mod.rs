@@ -14,6 +14,9 @@ mod events;
 mod federation;
 mod federation_admin;
 mod ics;
+mod page;
+mod people;
+mod push;
 
 use actix_web::{HttpRequest, web};
 
@@ -37,6 +40,10 @@ pub struct AppState {
     /// Decides booking commands; one per process so that requests for the same occurrence
     /// share transactions.
     pub bookings: std::sync::Arc<crate::booking::group::BookingService>,
+    /// The VAPID public key, when Web Push is on.
+    pub vapid_public_key: Option<String>,
+    /// Whether push endpoints on loopback HTTP are accepted (tests only).
+    pub allow_loopback_push: bool,
 }
 
 impl AppState {
@@ -72,6 +79,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(federation_admin::routes)
             .configure(bookings::routes)
             .configure(availability::routes)
+            .configure(push::routes)
+            .configure(people::routes)
+            .configure(page::routes)
             .default_service(web::to(not_found));
     }
 }

@@ -607,7 +607,7 @@ impl Run {
         let taken = i64::from(self.row.seats_taken);
         self.row.capacity = self.capacity().map(|c| c.max(taken) as i32);
         store::update_capacity_row(conn, &self.row, self.now)?;
-        live::record(conn, &self.changes)
+        live::record(conn, &self.changes, self.now)
     }
 }
 

@@ -5,8 +5,13 @@
 //! booking starts or ends (enqueueing reminders, federating an `Update`) can be written in the
 //! same transaction and is never lost or duplicated by a crash.
 
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
 use super::{Booking, Error};
 use crate::db::AnyConnection;
+use crate::notify::reminders::{self, OccurrenceRef};
 
 /// A change in whether a booking takes seats.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -17,20 +22,41 @@ pub enum LiveChange {
     Ended(Booking),
 }
 
-/// Records the live changes of one booking transaction, inside that transaction.
-// NOTE: nothing is enqueued yet; reminders hook in here once the delivery queue exists.
-#[expect(
-    clippy::unnecessary_wraps,
-    reason = "enqueueing reminders here will write in the transaction and can fail"
-)]
-pub(crate) fn record(_conn: &mut AnyConnection, changes: &[LiveChange]) -> Result<(), Error> {
+/// Records the live changes of one booking transaction, inside that transaction: a booking
+/// that starts gets the attendee's reminders, one that ends loses them.
+pub(crate) fn record(
+    conn: &mut AnyConnection,
+    changes: &[LiveChange],
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let mut one_off: HashMap<i64, bool> = HashMap::new();
     for change in changes {
+        let booking = match change {
+            LiveChange::Started(booking) | LiveChange::Ended(booking) => booking,
+        };
+        let is_one_off = if let Some(known) = one_off.get(&booking.event_id) {
+            *known
+        } else {
+            let event = crate::calendar::store::find_event(conn, booking.event_id)?
+                .ok_or(Error::EventNotFound(booking.event_id))?;
+            let schedule = &event.event.schedule;
+            let known = schedule.rrule.is_none() && schedule.rdates.is_empty();
+            one_off.insert(booking.event_id, known);
+            known
+        };
+        // Reminders name a one-off event's only occurrence without a recurrence id.
+        let occurrence = OccurrenceRef {
+            event_id: booking.event_id,
+            recurrence_id: (!is_one_off).then_some(booking.recurrence_id),
+        };
         match change {
-            LiveChange::Started(booking) => {
-                tracing::debug!(booking = booking.id, attendee = %booking.attendee, "booking became live");
+            LiveChange::Started(_) => {
+                let created = reminders::schedule(conn, occurrence, &booking.attendee, now)?;
+                tracing::debug!(booking = booking.id, attendee = %booking.attendee, created, "booking became live");
             }
-            LiveChange::Ended(booking) => {
-                tracing::debug!(booking = booking.id, attendee = %booking.attendee, "booking stopped being live");
+            LiveChange::Ended(_) => {
+                let removed = reminders::cancel(conn, occurrence, &booking.attendee)?;
+                tracing::debug!(booking = booking.id, attendee = %booking.attendee, removed, "booking stopped being live");
             }
         }
     }

@@ -245,6 +245,9 @@ pub enum Error {
     /// Loading availability facts failed.
     #[error(transparent)]
     Facts(#[from] crate::availability::facts::Error),
+    /// Scheduling or removing the booking's reminders failed.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::Error),
     /// Reading the event failed.
     #[error(transparent)]
     Calendar(#[from] crate::calendar::Error),

@@ -196,6 +196,9 @@ pub fn delete_calendar(conn: &mut AnyConnection, slug: &str) -> Result<bool, Err
         let event_ids = events::table
             .filter(events::calendar_id.eq(calendar.id))
             .select(events::id);
+        for id in event_ids.load::<i64>(conn)? {
+            reminders_hook(crate::notify::reminders::event_deleted(conn, id))?;
+        }
         diesel::delete(event_overrides::table.filter(event_overrides::event_id.eq_any(event_ids)))
             .execute(conn)?;
         diesel::delete(events::table.filter(events::calendar_id.eq(calendar.id))).execute(conn)?;
@@ -303,6 +306,7 @@ pub fn delete_event(conn: &mut AnyConnection, id: i64) -> Result<bool, Error> {
         diesel::delete(event_overrides::table.filter(event_overrides::event_id.eq(id)))
             .execute(conn)?;
         let deleted = diesel::delete(events::table.find(id)).execute(conn)?;
+        reminders_hook(crate::notify::reminders::event_deleted(conn, id))?;
         Ok(deleted > 0)
     })
 }
@@ -420,7 +424,23 @@ fn replace_event_row(
     diesel::delete(event_overrides::table.filter(event_overrides::event_id.eq(id)))
         .execute(conn)?;
     insert_overrides(conn, id, event)?;
+    // Reminders follow their occurrences: moved ones move, cancelled or removed ones go.
+    reminders_hook(crate::notify::reminders::event_changed(
+        conn,
+        id,
+        Utc::now(),
+    ))?;
     find_event(conn, id)?.ok_or(Error::EventNotFound(id))
+}
+
+fn reminders_hook(result: Result<(), crate::notify::Error>) -> Result<(), Error> {
+    use crate::notify::Error as N;
+    match result {
+        Ok(()) => Ok(()),
+        Err(N::Calendar(error)) => Err(error),
+        Err(N::Queue(crate::delivery::Error::Database(error))) => Err(Error::Database(error)),
+        Err(other) => Err(Error::Corrupt(format!("cannot update reminders: {other}"))),
+    }
 }
 
 fn insert_overrides(

@@ -75,6 +75,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    calendar_follows (person, calendar_id) {
+        person -> Text,
+        calendar_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     calendars (id) {
         id -> BigInt,
         slug -> Text,
@@ -162,6 +170,26 @@ diesel::table! {
 }
 
 diesel::table! {
+    jobs (id) {
+        id -> BigInt,
+        kind -> Text,
+        dedup_key -> Text,
+        payload -> Text,
+        state -> Text,
+        run_at -> Timestamp,
+        attempts -> Integer,
+        max_attempts -> Integer,
+        lease_owner -> Nullable<Text>,
+        lease_until -> Nullable<Timestamp>,
+        deadline -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        finished_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
     ledger_entries (id) {
         id -> BigInt,
         booking_id -> BigInt,
@@ -218,6 +246,45 @@ diesel::table! {
 }
 
 diesel::table! {
+    people (id) {
+        id -> Text,
+        email -> Nullable<Text>,
+        channels -> Text,
+        reminder_offsets -> Text,
+        digest -> Text,
+        digest_hour -> Integer,
+        zone -> Text,
+        unsubscribe_token -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    push_subscriptions (id) {
+        id -> BigInt,
+        person -> Text,
+        endpoint -> Text,
+        p256dh -> Text,
+        auth -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    reminders (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        occurrence_key -> Text,
+        person -> Text,
+        channel -> Text,
+        offset_minutes -> Integer,
+        job_id -> BigInt,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     remote_actors (actor_id) {
         actor_id -> Text,
         key_id -> Text,
@@ -268,6 +335,7 @@ diesel::joinable!(followers -> calendars (calendar_id));
 diesel::joinable!(calendar_federation -> calendars (calendar_id));
 diesel::joinable!(remote_occurrences -> remote_events (remote_event_id));
 diesel::joinable!(bookings -> occurrence_capacities (capacity_id));
+diesel::joinable!(calendar_follows -> calendars (calendar_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     actor_keys,
@@ -277,16 +345,21 @@ diesel::allow_tables_to_appear_in_same_query!(
     bookings,
     busy_blocks,
     calendar_federation,
+    calendar_follows,
     calendars,
     event_overrides,
     events,
     followers,
     idempotency_keys,
     inbox_receipts,
+    jobs,
     ledger_entries,
     occurrence_capacities,
     outbox_activities,
     peers,
+    people,
+    push_subscriptions,
+    reminders,
     remote_actors,
     remote_events,
     remote_occurrences,

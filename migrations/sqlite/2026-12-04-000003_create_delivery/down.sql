@@ -1,0 +1,5 @@
+DROP TABLE reminders;
+DROP TABLE calendar_follows;
+DROP TABLE push_subscriptions;
+DROP TABLE people;
+DROP TABLE jobs;

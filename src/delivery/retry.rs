@@ -1,0 +1,194 @@
+//! Retry policy: the outcome a handler reports and the verdict the queue draws from it, with
+//! exponential backoff, jitter and a cap, the deadline, the attempt limit and permanent
+//! failures.
+
+use chrono::{DateTime, Duration, Utc};
+
+/// The result of one attempt, as a handler reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent.
+    Done,
+    /// Nothing to send, for a reason no retry can change (the subscription is gone, the
+    /// occurrence was cancelled). The job is done, and the note is kept as its last error.
+    Dropped(String),
+    /// A transient failure: try again, not before `after` when the remote side sent a delay.
+    Retry {
+        /// What failed.
+        error: String,
+        /// The remote side's own delay (HTTP `Retry-After`), if it gave one.
+        after: Option<std::time::Duration>,
+    },
+    /// A permanent failure: the job dies now.
+    Failed(String),
+}
+
+/// Next state of a job after an attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Mark it done, with an optional note.
+    Done(Option<String>),
+    /// Make it pending again from this instant.
+    RetryAt(DateTime<Utc>, String),
+    /// Mark it dead with this reason.
+    Dead(String),
+}
+
+/// Backoff settings.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Delay after the first failed attempt, before jitter.
+    pub base: Duration,
+    /// Maximum delay between two attempts, before jitter.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base: Duration::seconds(30),
+            cap: Duration::hours(1),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Delay before attempt `attempts + 1` after `attempts` failed ones: `base · 2^(attempts-1)`
+    /// up to `cap`, scaled by `jitter` in `[0, 1)` to between 75 % and 100 % of that. The
+    /// jitter spreads retries of many jobs that failed together, and keeps every delay longer
+    /// than the one before until the cap.
+    pub fn backoff(&self, attempts: i32, jitter: f64) -> Duration {
+        let doublings = attempts.saturating_sub(1).clamp(0, 30) as u32;
+        let nominal = self
+            .base
+            .checked_mul(1_i32 << doublings.min(30))
+            .unwrap_or(self.cap)
+            .min(self.cap);
+        let scale = 0.75 + 0.25 * jitter.clamp(0.0, 1.0);
+        #[expect(clippy::cast_precision_loss, reason = "delays are far below 2^52 ms")]
+        let millis = (nominal.num_milliseconds() as f64 * scale) as i64;
+        Duration::milliseconds(millis.max(1))
+    }
+
+    /// Decides what happens to a job after attempt number `attempts` ended with `outcome`.
+    pub fn decide(
+        &self,
+        outcome: Outcome,
+        attempts: i32,
+        max_attempts: i32,
+        deadline: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+        jitter: f64,
+    ) -> Verdict {
+        match outcome {
+            Outcome::Done => Verdict::Done(None),
+            Outcome::Dropped(note) => Verdict::Done(Some(note)),
+            Outcome::Failed(error) => Verdict::Dead(error),
+            Outcome::Retry { error, after } => {
+                if attempts >= max_attempts {
+                    return Verdict::Dead(format!("gave up after {attempts} attempts: {error}"));
+                }
+                let delay = match after {
+                    Some(after) => Duration::from_std(after).unwrap_or(self.cap),
+                    None => self.backoff(attempts, jitter),
+                };
+                let at = now + delay;
+                match deadline {
+                    Some(deadline) if at >= deadline => Verdict::Dead(format!(
+                        "next attempt at {} would pass the deadline {}: {error}",
+                        at.to_rfc3339(),
+                        deadline.to_rfc3339()
+                    )),
+                    _ => Verdict::RetryAt(at, error),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn backoff_grows_until_the_cap() {
+        let policy = RetryPolicy::default();
+        let mut previous_max = Duration::zero();
+        for attempts in 1..=7 {
+            let low = policy.backoff(attempts, 0.0);
+            let high = policy.backoff(attempts, 0.999);
+            assert!(
+                low > previous_max,
+                "attempt {attempts}: {low} after {previous_max}"
+            );
+            previous_max = high;
+        }
+        assert_eq!(
+            policy.backoff(20, 0.999_999),
+            Duration::milliseconds(3_599_999)
+        );
+        assert_eq!(policy.backoff(20, 0.0), Duration::minutes(45));
+    }
+
+    #[test]
+    fn first_retry_waits_the_base_delay() {
+        let policy = RetryPolicy::default();
+        assert_eq!(policy.backoff(1, 1.0), Duration::seconds(30));
+        assert_eq!(policy.backoff(1, 0.0), Duration::milliseconds(22_500));
+    }
+
+    #[test]
+    fn retry_after_is_honoured() {
+        let now = at("2026-05-02T08:00:00Z");
+        let verdict = RetryPolicy::default().decide(
+            Outcome::Retry {
+                error: "429".into(),
+                after: Some(std::time::Duration::from_secs(120)),
+            },
+            1,
+            8,
+            None,
+            now,
+            0.5,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::RetryAt(at("2026-05-02T08:02:00Z"), "429".into())
+        );
+    }
+
+    #[test]
+    fn attempt_limit_kills() {
+        let now = at("2026-05-02T08:00:00Z");
+        let outcome = Outcome::Retry {
+            error: "507".into(),
+            after: None,
+        };
+        let verdict = RetryPolicy::default().decide(outcome, 8, 8, None, now, 0.5);
+        assert!(matches!(verdict, Verdict::Dead(reason) if reason.contains("after 8 attempts")));
+    }
+
+    #[test]
+    fn deadline_kills_a_late_retry() {
+        let now = at("2026-05-02T08:00:00Z");
+        let outcome = Outcome::Retry {
+            error: "503".into(),
+            after: Some(std::time::Duration::from_secs(3600)),
+        };
+        let deadline = Some(at("2026-05-02T08:30:00Z"));
+        let verdict = RetryPolicy::default().decide(outcome, 1, 8, deadline, now, 0.5);
+        assert!(matches!(verdict, Verdict::Dead(reason) if reason.contains("deadline")));
+    }
+
+    #[test]
+    fn permanent_failure_kills_at_once() {
+        let now = at("2026-05-02T08:00:00Z");
+        let verdict =
+            RetryPolicy::default().decide(Outcome::Failed("413".into()), 1, 8, None, now, 0.5);
+        assert_eq!(verdict, Verdict::Dead("413".into()));
+    }
+}
