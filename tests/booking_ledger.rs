@@ -407,6 +407,48 @@ fn unknown_occurrence_writes_nothing(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn busy_waitlisted_person_does_not_block_seats(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend)?;
+    let workshop = event(&db, "2031-09-01T10:00", Some(1))?;
+    let talk = event(&db, "2031-09-01T10:30", Some(5))?;
+    let mut conn = db.connect()?;
+    store::save_settings(
+        &mut conn,
+        workshop.event_id,
+        &rose_events::availability::facts::EventSettings {
+            waitlist: true,
+            ..Default::default()
+        },
+        Utc::now(),
+    )?;
+    let ana = run_one(&db, workshop, book_command("ana", 1))?;
+    assert_eq!(ana.verdict, Verdict::Booked);
+    let waiting = run_one(&db, workshop, book_command("ben", 1))?;
+    assert_eq!(waiting.verdict, Verdict::Waitlisted);
+    assert_eq!(
+        run_one(&db, talk, book_command("ben", 1))?.verdict,
+        Verdict::Booked
+    );
+
+    // The seat frees up, but ben is now busy at that time: he keeps his place in line, and
+    // the seat goes to the next person instead of staying empty.
+    let cancelled = run_one(
+        &db,
+        workshop,
+        Command::Cancel {
+            booking_id: ana.booking.unwrap().id,
+        },
+    )?;
+    assert_eq!(cancelled.promoted, Vec::<i64>::new());
+    let cy = run_one(&db, workshop, book_command("cy", 1))?;
+    assert_eq!(cy.verdict, Verdict::Booked);
+    assert_eq!(seats_taken(&db, workshop)?, 1);
+    let ben = store::find_booking(&mut conn, waiting.booking.unwrap().id)?.unwrap();
+    assert_eq!(ben.state, BookingState::Waitlisted);
+    verify_clean(&db)?;
+    Ok(())
+}
+
 on_both_backends!(
     last_seats_race_never_overbooks,
     cancel_frees_seat_exactly_once,
@@ -416,4 +458,5 @@ on_both_backends!(
     verify_reports_tampered_projection,
     batch_decides_like_one_at_a_time,
     unknown_occurrence_writes_nothing,
+    busy_waitlisted_person_does_not_block_seats,
 );

@@ -102,6 +102,8 @@ struct Run {
     responses: Vec<(Claim, StoredResponse)>,
     /// Promotions decided but not yet written to the projection.
     pending_promotions: Vec<Booking>,
+    /// Waitlisted requests the last promotion pass skipped because their person is busy.
+    skipped: std::collections::HashSet<i64>,
 }
 
 impl Run {
@@ -129,6 +131,7 @@ impl Run {
             changes: Vec::new(),
             responses: Vec::new(),
             pending_promotions: Vec::new(),
+            skipped: std::collections::HashSet::new(),
         };
         run.expire_lapsed_holds(conn)?;
         run.look_up_keys(conn, commands)?;
@@ -245,8 +248,14 @@ impl Run {
     }
 
     /// Seats wanted by waitlisted requests; new requests queue behind them.
+    /// Requests skipped for a clash do not count: they cannot take the seats now, and
+    /// counting them would keep the seats from everyone else.
     fn seats_waiting(&self) -> i64 {
-        self.waiting.iter().map(|b| i64::from(b.seats)).sum()
+        self.waiting
+            .iter()
+            .filter(|b| !self.skipped.contains(&b.id))
+            .map(|b| i64::from(b.seats))
+            .sum()
     }
 
     fn target(&self, extra_held: i64) -> Target {
@@ -358,6 +367,8 @@ impl Run {
             attendee: request.attendee.clone(),
             seats: request.seats as i32,
             state,
+            // NOTE: the times are copied at booking time and used for later conflict checks; a
+            // booking does not follow its occurrence when the organizer moves it afterwards.
             starts_at: occurrence.start,
             ends_at: occurrence.end,
             hold_expires_at: request
@@ -497,6 +508,7 @@ impl Run {
     /// that its person can no longer attend (a clash) is skipped and keeps its place.
     fn promote_waitlist(&mut self) -> Vec<i64> {
         let mut promoted = Vec::new();
+        self.skipped.clear();
         let mut index = 0;
         while index < self.waiting.len() {
             let candidate = self.waiting[index].clone();
@@ -521,7 +533,10 @@ impl Run {
                     promoted.push(booking.id);
                 }
                 Verdict::Full => break,
-                _ => index += 1,
+                _ => {
+                    self.skipped.insert(candidate.id);
+                    index += 1;
+                }
             }
         }
         promoted
