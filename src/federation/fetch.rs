@@ -217,7 +217,10 @@ fn transport(url: &str, error: &reqwest::Error) -> FetchError {
 }
 
 /// Resolves the URL's host and returns an address we may connect to.
-async fn checked_address(settings: &Settings, url: &url::Url) -> Result<SocketAddr, FetchError> {
+pub(crate) async fn checked_address(
+    settings: &Settings,
+    url: &url::Url,
+) -> Result<SocketAddr, FetchError> {
     let text = url.as_str().to_owned();
     if !matches!(url.scheme(), "http" | "https") {
         return Err(FetchError::BadUrl(text));

@@ -12,6 +12,7 @@
 //! `protocol` contains wire shapes only, and the other modules contain behaviour.
 
 pub mod actors;
+pub mod deliver;
 pub mod discovery;
 pub mod fetch;
 pub mod follows;
@@ -143,4 +144,7 @@ pub enum Error {
     /// Reading calendars or events failed.
     #[error(transparent)]
     Calendar(#[from] crate::calendar::Error),
+    /// Enqueueing a delivery failed.
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::Error),
 }

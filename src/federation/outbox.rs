@@ -34,11 +34,9 @@ pub struct Recorded {
 /// transaction, and returns its row id.
 ///
 /// Delivery is enqueued here: this is the single place where an outgoing activity becomes a
-/// delivery, so the durable delivery queue takes its jobs from this function (one job per
-/// recipient inbox, in the same transaction). Until that queue is connected the activity is
-/// only recorded, and public ones are listed in the actor's outbox collection.
-// TODO: enqueue one delivery job per entry of `recipients` here once the durable delivery
-// queue exists; nothing sends these activities over HTTP yet.
+/// delivery, so the durable delivery queue gets one job per recipient inbox in the same
+/// transaction (see [`super::deliver`]). Public activities are also listed in the actor's
+/// outbox collection.
 pub fn publish(
     conn: &mut AnyConnection,
     activity: &Value,
@@ -77,6 +75,14 @@ pub fn publish(
             ))
             .returning(outbox_activities::id)
             .get_result(conn)?;
+        super::deliver::enqueue(
+            conn,
+            &actor_id,
+            &activity_id,
+            activity,
+            recipients,
+            Utc::now(),
+        )?;
         tracing::debug!(activity = %activity_id, actor = %actor_id, kind = %kind, recipients = recipients.len(), "activity published");
         Ok(id)
     })

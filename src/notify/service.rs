@@ -75,8 +75,16 @@ pub fn build(config: &Config, pool: DbPool, clock: &Arc<dyn Clock>) -> Result<De
         );
         workers = 1;
     }
+    let mut handlers = handlers(&context, retention);
+    handlers.insert(
+        crate::federation::deliver::KIND,
+        Arc::new(crate::federation::deliver::DeliveryHandler::new(
+            context.pool.clone(),
+            config.federation(),
+        )),
+    );
     Ok(Delivery {
-        handlers: handlers(&context, retention),
+        handlers,
         context,
         vapid_public_key: push.map(|p| p.public_key().to_owned()),
         settings: WorkerSettings {
