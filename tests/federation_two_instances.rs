@@ -1,17 +1,19 @@
 //! Two servers on 127.0.0.1 with their own databases: A adds and trusts B, B's events reach
 //! A's agenda, follow B's changes and disappear when B deletes them.
 //!
-//! The durable delivery queue is not part of these servers. So the test itself delivers each
-//! activity from one server's outbox to the other's inbox. It signs with the sending actor's
-//! key, read from the sender's database, as a delivery worker does.
+//! Every activity goes from one server to the other through the sender's durable delivery
+//! queue: the test only waits until the sender's worker has delivered it.
 
 mod common;
 
+use std::time::{Duration as StdDuration, Instant};
+
 use anyhow::Context;
 use chrono::{Datelike, Duration, Utc};
-use common::peer::post;
 use common::{Backend, TestServer, run_cli};
-use rose_events::federation::{outbox, signature};
+use diesel::prelude::*;
+use rose_events::db::schema::jobs;
+use rose_events::federation::outbox;
 use serde_json::{Value, json};
 
 fn start(backend: Backend) -> anyhow::Result<TestServer> {
@@ -21,48 +23,49 @@ fn start(backend: Backend) -> anyhow::Result<TestServer> {
     )
 }
 
-/// Delivers every activity `from` published after row `after` to the inboxes of `to` that it
-/// names, and returns the last row delivered and the inbox statuses.
+/// Waits until the worker of `from` has delivered every activity published after outbox row
+/// `after` to the inboxes of `to` that it names, and returns the last row and the dedup keys
+/// of the delivery jobs that finished.
 fn deliver_outbox(
     from: &TestServer,
     to: &TestServer,
     after: i64,
-) -> anyhow::Result<(i64, Vec<u16>)> {
+) -> anyhow::Result<(i64, Vec<String>)> {
     let mut conn = from.db.connect()?;
-    let mut last = after;
-    let mut statuses = Vec::new();
-    for recorded in outbox::since(&mut conn, after, 100)? {
-        last = recorded.id;
-        let (key_id, private_key) = outbox::signing_key(&mut conn, &from.base, &recorded.actor_id)?
-            .with_context(|| format!("{} is not an actor of {}", recorded.actor_id, from.base))?;
-        let body = recorded.activity.to_string();
-        for inbox in recorded
+    let recorded = outbox::since(&mut conn, after, 100)?;
+    let last = recorded.last().map_or(after, |r| r.id);
+    let mut expected = Vec::new();
+    for activity in &recorded {
+        let id = activity.activity["id"].as_str().unwrap_or_default();
+        for inbox in activity
             .recipients
             .iter()
             .filter(|i| i.starts_with(&to.base))
         {
-            let url = url::Url::parse(inbox)?;
-            let signed = signature::sign(
-                "POST",
-                &url,
-                Some(body.as_bytes()),
-                &key_id,
-                &private_key,
-                Utc::now(),
-            )
-            .map_err(anyhow::Error::msg)?;
-            let headers = vec![
-                ("Host".to_owned(), signed.host),
-                ("Date".to_owned(), signed.date),
-                ("Digest".to_owned(), signed.digest.unwrap_or_default()),
-                ("Signature".to_owned(), signed.signature),
-            ];
-            let reply = post(to, url.path(), &body, &headers)?;
-            assert_eq!(reply.status, 202, "{inbox}: {}", reply.body);
-            statuses.push(reply.status);
+            expected.push(format!("activitypub/{id}/{inbox}"));
         }
     }
-    Ok((last, statuses))
+    let deadline = Instant::now() + StdDuration::from_secs(60);
+    loop {
+        let states: Vec<(String, String, Option<String>)> = jobs::table
+            .filter(jobs::dedup_key.eq_any(&expected))
+            .select((jobs::dedup_key, jobs::state, jobs::last_error))
+            .load(&mut conn)?;
+        if let Some((key, _, error)) = states.iter().find(|(_, state, _)| state == "dead") {
+            anyhow::bail!("delivery {key} died: {error:?}");
+        }
+        let done = states
+            .iter()
+            .filter(|(_, state, _)| state == "done")
+            .count();
+        if states.len() == expected.len() && done == expected.len() {
+            return Ok((last, expected));
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("deliveries not done within 60 s: {states:?} of {expected:?}");
+        }
+        std::thread::sleep(StdDuration::from_millis(100));
+    }
 }
 
 fn agenda(server: &TestServer, from: &str, to: &str) -> anyhow::Result<Vec<Value>> {
