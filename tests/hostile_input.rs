@@ -290,7 +290,37 @@ fn announce_upload(server: &TestServer, slug: &str, length: usize) -> anyhow::Re
     Ok(response)
 }
 
+fn floating_times_go_out_with_the_calendar_offset(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start(backend)?;
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars",
+        &json!({"slug": "berlin", "name": "Berlin", "default_zone": "Europe/Berlin"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    for (body, start) in [
+        (
+            json!({"title": "f", "start": "2026-07-01T19:00", "floating": true}),
+            "2026-07-01T19:00:00+02:00",
+        ),
+        (
+            json!({"title": "d", "start": "2026-07-01", "all_day": true}),
+            "2026-07-01T00:00:00+02:00",
+        ),
+    ] {
+        let created = post_event(&server, "berlin", &body)?;
+        assert_eq!(created.status, 201, "{}", created.body);
+        let id = created.json()?["id"].as_i64().unwrap_or_default();
+        let reply = server.get_accept(&format!("/events/{id}"), "application/activity+json")?;
+        let object = reply.json()?;
+        assert_eq!(object["startTime"], start, "{object}");
+        assert_eq!(object["timezone"], "Europe/Berlin", "{object}");
+    }
+    Ok(())
+}
+
 on_both_backends!(
+    floating_times_go_out_with_the_calendar_offset,
     costly_rules_are_rejected_at_creation,
     times_outside_years_1_to_9999_are_rejected,
     last_hours_of_year_9999_are_listed,

@@ -34,9 +34,11 @@ async fn event(
     let object = state
         .with_conn(move |conn| {
             let (stored, slug) = load_event(conn, id)?;
+            let calendar_zone = super::events::calendar_zone(conn, stored.calendar_id)?;
             let publisher = Publisher {
                 public_url: &public_url,
                 calendar_slug: &slug,
+                calendar_zone,
             };
             series_object(&stored, &publisher, Utc::now())
                 .ok_or_else(|| ApiError::NotFound(format!("event {id} has no occurrences")))
@@ -67,9 +69,11 @@ async fn occurrence(
     let object = state
         .with_conn(move |conn| {
             let (stored, slug) = load_event(conn, id)?;
+            let calendar_zone = super::events::calendar_zone(conn, stored.calendar_id)?;
             let publisher = Publisher {
                 public_url: &public_url,
                 calendar_slug: &slug,
+                calendar_zone,
             };
             // The occurrence may have been moved by an override, so search its original
             // start and every override's new start.

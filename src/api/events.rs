@@ -320,7 +320,10 @@ pub(super) fn load_event(
     Ok((stored, calendar.slug))
 }
 
-fn calendar_zone(conn: &mut AnyConnection, calendar_id: i64) -> Result<chrono_tz::Tz, ApiError> {
+pub(super) fn calendar_zone(
+    conn: &mut AnyConnection,
+    calendar_id: i64,
+) -> Result<chrono_tz::Tz, ApiError> {
     let calendar = store::find_calendar_by_id(conn, calendar_id)?
         .ok_or_else(|| ApiError::NotFound(format!("calendar {calendar_id} not found")))?;
     Ok(calendar.default_zone)

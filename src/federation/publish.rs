@@ -34,9 +34,12 @@ pub fn event_changed(
     slug: &str,
     change: Change,
 ) -> Result<(), Error> {
+    let calendar_zone = crate::calendar::store::find_calendar_by_id(conn, stored.calendar_id)?
+        .map_or(chrono_tz::UTC, |calendar| calendar.default_zone);
     let publisher = Publisher {
         public_url,
         calendar_slug: slug,
+        calendar_zone,
     };
     // NOTE: an event without any occurrence (every instance excluded) has no object to send,
     // so its followers keep the previous copy until it is deleted.

@@ -22,6 +22,8 @@ pub struct Publisher<'a> {
     pub public_url: &'a str,
     /// Slug of the event's calendar.
     pub calendar_slug: &'a str,
+    /// The calendar's zone, in which floating and all-day times are published.
+    pub calendar_zone: chrono_tz::Tz,
 }
 
 /// The id of one occurrence's object.
@@ -127,9 +129,15 @@ fn build(
         summary: escape_html(&summary(occurrence)),
         content: details.description.as_deref().map(html_paragraphs),
         media_type: details.description.as_ref().map(|_| "text/html"),
-        start_time: wire_time(occurrence.start, basis),
-        end_time: wire_time(occurrence.end, basis),
-        timezone: basis.zone().map(|tz| tz.name().to_owned()),
+        start_time: wire_time(occurrence.start, basis, publisher.calendar_zone),
+        end_time: wire_time(occurrence.end, basis, publisher.calendar_zone),
+        timezone: Some(
+            basis
+                .zone()
+                .unwrap_or(publisher.calendar_zone)
+                .name()
+                .to_owned(),
+        ),
         status: details.status.as_ical(),
         is_online: location.is_none() && details.online_url.is_some(),
         location,
@@ -185,16 +193,21 @@ fn context() -> serde_json::Value {
 }
 
 /// A time as peers read it: with the zone's offset, or `Z` for UTC. Floating and all-day
-/// values have no instant, so they go out as their pinned UTC reading; `rose:allDay` and the
-/// missing `timezone` tell our peers so.
-fn wire_time(instant: DateTime<Utc>, basis: TimeBasis) -> String {
-    match basis {
-        TimeBasis::Zoned(tz) => instant
-            .with_timezone(&tz)
-            .format("%Y-%m-%dT%H:%M:%S%:z")
-            .to_string(),
-        TimeBasis::Utc | TimeBasis::Floating | TimeBasis::AllDay => utc_text(instant),
-    }
+/// values have no instant of their own, and peers read a time without an offset as UTC or
+/// reject it, so they go out as that wall time in the calendar's zone, with its offset.
+fn wire_time(pinned: DateTime<Utc>, basis: TimeBasis, calendar_zone: chrono_tz::Tz) -> String {
+    let (instant, zone) = match basis {
+        TimeBasis::Zoned(tz) => (pinned, tz),
+        TimeBasis::Utc => return utc_text(pinned),
+        TimeBasis::Floating | TimeBasis::AllDay => (
+            crate::calendar::time::resolve_local(calendar_zone, pinned.naive_utc()),
+            calendar_zone,
+        ),
+    };
+    instant
+        .with_timezone(&zone)
+        .format("%Y-%m-%dT%H:%M:%S%:z")
+        .to_string()
 }
 
 fn utc_text(instant: DateTime<Utc>) -> String {
