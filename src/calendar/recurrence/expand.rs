@@ -7,6 +7,7 @@ use chrono::{
     TimeZone, Utc,
 };
 
+use super::offsets::ZoneClock;
 use super::rule::Rule;
 use super::sub_daily::SubDailyWalk;
 use super::walk::{self, CrateWalk, WalkEnd};
@@ -254,6 +255,10 @@ fn walk_rule(
         Walker::Crate(CrateWalk::new(rule, recurrence.start, target)?)
     };
 
+    let mut zone_clock = match basis {
+        TimeBasis::Zoned(tz) => Some(ZoneClock::new(tz)),
+        _ => None,
+    };
     let mut steps = 0;
     let mut produced: u64 = 0;
     loop {
@@ -291,7 +296,10 @@ fn walk_rule(
             return Ok(false);
         }
 
-        let instance = place(wall, basis);
+        let instance = match zone_clock.as_mut().and_then(|clock| clock.instant(wall)) {
+            Some(utc) => Instance { wall, utc },
+            None => place(wall, basis),
+        };
         if until.is_none_or(|until| instance.utc <= until) {
             collector.offer(instance);
         }

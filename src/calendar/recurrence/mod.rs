@@ -16,6 +16,7 @@
 
 mod corpus;
 mod expand;
+mod offsets;
 mod rule;
 mod sub_daily;
 mod walk;
