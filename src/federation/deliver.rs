@@ -162,7 +162,7 @@ impl JobHandler for DeliveryHandler {
     }
 }
 
-/// Maps the inbox's answer: 2xx is delivered; 404 and 410 mean the inbox is gone for good;
+/// Maps the inbox's response status: 2xx is delivered; 404 and 410 mean the inbox is gone for good;
 /// 408, 429 and 5xx are worth another try; any other 4xx will not change on a retry.
 fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     match status {

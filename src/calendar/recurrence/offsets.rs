@@ -3,8 +3,8 @@
 //! chrono-tz answers each local-time question with a binary search and several intermediate
 //! values, which made up about a sixth of a 1,000-instance expansion. Recurrence instances
 //! arrive in order, so a table of the zone's UTC offset changes plus a cursor that only moves
-//! forward answers each one with a few comparisons. The table covers 1970 to 2100, built once
-//! per zone and process; outside it, and when in doubt, chrono-tz answers.
+//! forward places each one with a few comparisons. The table covers 1970 to 2100, built once
+//! per zone and process. Outside it, and in gaps and repeated hours, chrono-tz decides.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -86,7 +86,7 @@ pub(super) struct ZoneClock {
 }
 
 impl ZoneClock {
-    /// A clock for `tz`; building its table the first time costs about a millisecond.
+    /// Creates a clock for `tz`, scanning the zone once per process to build its table.
     pub fn new(tz: Tz) -> Self {
         ZoneClock {
             table: table_of(tz),
@@ -94,8 +94,8 @@ impl ZoneClock {
         }
     }
 
-    /// The instant of `wall`, or `None` when it falls in a gap, in a repeated hour, or outside
-    /// the table, where the caller asks chrono-tz instead.
+    /// Returns the instant of `wall`, or `None` when it falls in a gap, in a repeated hour or
+    /// outside the table, where the caller uses chrono-tz instead.
     pub fn instant(&mut self, wall: NaiveDateTime) -> Option<DateTime<Utc>> {
         let local = wall.and_utc().timestamp();
         let spans = &self.table;
@@ -130,7 +130,7 @@ mod tests {
     use chrono::{Duration, LocalResult, NaiveDate};
 
     /// Every quarter hour over several DST changes agrees with chrono-tz wherever the table
-    /// answers, and the table answers everywhere except gaps and repeated hours.
+    /// gives an instant, and it gives one everywhere except in gaps and repeated hours.
     #[test]
     fn table_agrees_with_chrono_tz() {
         for tz in [
