@@ -32,7 +32,11 @@ type Table = Arc<Vec<Span>>;
 
 fn offset_at(tz: Tz, seconds: i64) -> i64 {
     DateTime::from_timestamp(seconds, 0).map_or(0, |instant| {
-        i64::from(tz.offset_from_utc_datetime(&instant.naive_utc()).fix().local_minus_utc())
+        i64::from(
+            tz.offset_from_utc_datetime(&instant.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
     })
 }
 
