@@ -3,8 +3,9 @@
     clippy::unwrap_used,
     reason = "helpers in tests stop at the first broken expectation"
 )]
-//! A booking schedules its attendee's reminders in the same transaction, and cancelling it
-//! removes them, on both backends.
+//! Bookings follow their event: a booking schedules its attendee's reminders in the same
+//! transaction and a cancel removes them; a moved occurrence moves its bookings, and a change
+//! that would strand live bookings is refused. On both backends.
 
 mod common;
 
@@ -100,4 +101,77 @@ fn booking_schedules_and_cancel_removes_reminders(backend: Backend) -> anyhow::R
     Ok(())
 }
 
-on_both_backends!(booking_schedules_and_cancel_removes_reminders);
+fn get_booking(server: &TestServer, booking: i64) -> anyhow::Result<Value> {
+    let reply = Reply::from_result(
+        agent()
+            .get(&server.url(&format!("/api/v1/bookings/{booking}")))
+            .set("Authorization", &format!("Bearer {}", server.token))
+            .call(),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()
+}
+
+fn moves_keep_bookings_with_their_occurrence(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start(backend)?;
+    let talk = create_event(
+        &server,
+        &json!({"title": "Talk", "start": "2031-03-04T18:00", "duration": "PT1H", "capacity": 3}),
+    )?;
+    book(
+        &server,
+        &format!("/api/v1/events/{talk}/occurrences/20310304T180000Z"),
+        "mo",
+    )?;
+    // Moving the one-off event would leave the booking on a start that no longer exists.
+    let reply = server.send_json(
+        "PUT",
+        &format!("/api/v1/events/{talk}"),
+        &json!({"title": "Talk", "start": "2031-03-05T18:00", "duration": "PT1H", "capacity": 3}),
+    )?;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    let unchanged = server.get(&format!("/api/v1/events/{talk}"))?.json()?;
+    assert_eq!(unchanged["start"], "2031-03-04T18:00:00", "{unchanged}");
+
+    let choir = create_event(
+        &server,
+        &json!({"title": "Choir", "start": "2031-03-05T19:00", "duration": "PT2H",
+                "rrule": "FREQ=WEEKLY", "capacity": 5}),
+    )?;
+    let booking = book(
+        &server,
+        &format!("/api/v1/events/{choir}/occurrences/20310312T190000Z"),
+        "mv",
+    )?;
+    let reply = server.send_json(
+        "PUT",
+        &format!("/api/v1/events/{choir}/overrides/2031-03-12T19:00"),
+        &json!({"start": "2031-03-13T08:00"}),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let moved = get_booking(&server, booking)?;
+    assert_eq!(moved["starts_at"], "2031-03-13T08:00:00Z", "{moved}");
+    assert_eq!(moved["ends_at"], "2031-03-13T10:00:00Z", "{moved}");
+
+    // The attendee is now busy at the new time, not the old one.
+    let breakfast = create_event(
+        &server,
+        &json!({"title": "Breakfast", "start": "2031-03-13T08:30", "duration": "PT1H"}),
+    )?;
+    let reply = Reply::from_result(
+        agent()
+            .post(&server.url(&format!(
+                "/api/v1/events/{breakfast}/occurrences/20310313T083000Z/bookings"
+            )))
+            .set("Authorization", &format!("Bearer {}", server.token))
+            .send_json(json!({"attendee": "mv", "seats": 1})),
+    )?;
+    assert_eq!(reply.status, 409, "{}", reply.body);
+    assert_eq!(reply.json()?["verdict"], "conflict");
+    Ok(())
+}
+
+on_both_backends!(
+    booking_schedules_and_cancel_removes_reminders,
+    moves_keep_bookings_with_their_occurrence,
+);

@@ -120,7 +120,9 @@ impl From<crate::booking::Error> for ApiError {
             E::EventNotFound(_) | E::OccurrenceNotFound { .. } | E::BookingNotFound(_) => {
                 ApiError::NotFound(error.to_string())
             }
-            E::NotAHold { .. } | E::KeyInFlight(_) => ApiError::Conflict(error.to_string()),
+            E::NotAHold { .. } | E::KeyInFlight(_) | E::BookedOccurrenceRemoved { .. } => {
+                ApiError::Conflict(error.to_string())
+            }
             E::KeyReused(ref key) => ApiError::over_limit(
                 "Idempotency-Key",
                 key,

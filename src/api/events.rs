@@ -138,6 +138,7 @@ async fn update(
                     event.overrides.clone_from(&current.event.overrides);
                 }
                 check_event(&event).map_err(ApiError::Invalid)?;
+                crate::booking::follow::follow_event(conn, id, &event)?;
                 let stored = store::replace_event(conn, id, &event)?;
                 publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(event_output(&stored, &slug, &public_url))
@@ -204,6 +205,7 @@ async fn put_override(
                     }
                     ApiError::Invalid(invalid)
                 })?;
+                crate::booking::follow::follow_event(conn, id, &event)?;
                 let stored = store::replace_event(conn, id, &event)?;
                 publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(event_output(&stored, &slug, &public_url))
@@ -237,6 +239,7 @@ async fn delete_override(
                         "event {id} has no override for {recurrence_id}"
                     )));
                 }
+                crate::booking::follow::follow_event(conn, id, &event)?;
                 let stored = store::replace_event(conn, id, &event)?;
                 publish::event_changed(conn, &public_url, &stored, &slug, Change::Updated)?;
                 Ok(())

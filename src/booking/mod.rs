@@ -18,6 +18,7 @@
 //! waiting requests for the same occurrence into one transaction (group commit).
 
 pub mod apply;
+pub mod follow;
 pub mod group;
 pub mod idempotency;
 pub mod ledger;
@@ -245,6 +246,18 @@ pub enum Error {
     /// Loading availability facts failed.
     #[error(transparent)]
     Facts(#[from] crate::availability::facts::Error),
+    /// A change to an event would remove an occurrence that still has live bookings.
+    #[error(
+        "occurrence {} of event {event_id} has live bookings; cancel them before removing it or \
+         moving the series start (an override can move a single occurrence)",
+        .recurrence_id.format("%Y%m%dT%H%M%SZ")
+    )]
+    BookedOccurrenceRemoved {
+        /// The event.
+        event_id: i64,
+        /// The occurrence that would be removed.
+        recurrence_id: DateTime<Utc>,
+    },
     /// Scheduling or removing the booking's reminders failed.
     #[error(transparent)]
     Notify(#[from] crate::notify::Error),
