@@ -392,19 +392,19 @@ fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {
             booking::MAX_SEATS_PER_REQUEST,
         ));
     }
-    if let Some(seconds) = input.hold_seconds {
-        if !(booking::MIN_HOLD_SECONDS..=booking::MAX_HOLD_SECONDS).contains(&seconds) {
-            return Err(ApiError::over_limit(
-                "hold_seconds",
-                seconds,
-                format!(
-                    "must be {} to {} seconds",
-                    booking::MIN_HOLD_SECONDS,
-                    booking::MAX_HOLD_SECONDS
-                ),
-                booking::MAX_HOLD_SECONDS,
-            ));
-        }
+    if let Some(seconds) = input.hold_seconds
+        && !(booking::MIN_HOLD_SECONDS..=booking::MAX_HOLD_SECONDS).contains(&seconds)
+    {
+        return Err(ApiError::over_limit(
+            "hold_seconds",
+            seconds,
+            format!(
+                "must be {} to {} seconds",
+                booking::MIN_HOLD_SECONDS,
+                booking::MAX_HOLD_SECONDS
+            ),
+            booking::MAX_HOLD_SECONDS,
+        ));
     }
     Ok(())
 }

@@ -136,12 +136,11 @@ impl Run {
         run.expire_lapsed_holds(conn)?;
         run.look_up_keys(conn, commands)?;
         for command in commands {
-            if let Command::Cancel { booking_id } | Command::Confirm { booking_id, .. } = command {
-                if let Some(booking) = store::find_booking(conn, *booking_id)? {
-                    if booking.capacity_id == run.row.id {
-                        run.named.insert(booking.id, booking);
-                    }
-                }
+            if let Command::Cancel { booking_id } | Command::Confirm { booking_id, .. } = command
+                && let Some(booking) = store::find_booking(conn, *booking_id)?
+                && booking.capacity_id == run.row.id
+            {
+                run.named.insert(booking.id, booking);
             }
         }
         run.waiting =

@@ -71,14 +71,14 @@ pub fn check_event(event: &NewEvent) -> Result<(), InvalidField> {
     check_uid(&event.uid)?;
     check_details("", &event.details)?;
     check_schedule(event)?;
-    if let Some(capacity) = event.capacity {
-        if !(0..=MAX_CAPACITY).contains(&capacity) {
-            return Err(InvalidField::new(
-                "capacity",
-                capacity,
-                format!("must be between 0 and {MAX_CAPACITY}"),
-            ));
-        }
+    if let Some(capacity) = event.capacity
+        && !(0..=MAX_CAPACITY).contains(&capacity)
+    {
+        return Err(InvalidField::new(
+            "capacity",
+            capacity,
+            format!("must be between 0 and {MAX_CAPACITY}"),
+        ));
     }
     if event.overrides.len() > MAX_OVERRIDES {
         return Err(InvalidField::new(
@@ -191,21 +191,21 @@ fn check_place(prefix: &str, place: &Place) -> Result<(), InvalidField> {
             check_chars(&format!("{prefix}{name}"), value, MAX_PLACE_FIELD_CHARS)?;
         }
     }
-    if let Some(lat) = place.latitude {
-        if !(-90.0..=90.0).contains(&lat) {
-            let field = format!("{prefix}latitude");
-            return Err(InvalidField::new(field, lat, "must be between -90 and 90"));
-        }
+    if let Some(lat) = place.latitude
+        && !(-90.0..=90.0).contains(&lat)
+    {
+        let field = format!("{prefix}latitude");
+        return Err(InvalidField::new(field, lat, "must be between -90 and 90"));
     }
-    if let Some(lon) = place.longitude {
-        if !(-180.0..=180.0).contains(&lon) {
-            let field = format!("{prefix}longitude");
-            return Err(InvalidField::new(
-                field,
-                lon,
-                "must be between -180 and 180",
-            ));
-        }
+    if let Some(lon) = place.longitude
+        && !(-180.0..=180.0).contains(&lon)
+    {
+        let field = format!("{prefix}longitude");
+        return Err(InvalidField::new(
+            field,
+            lon,
+            "must be between -180 and 180",
+        ));
     }
     Ok(())
 }

@@ -169,10 +169,10 @@ fn detail_lines(details: &EventDetails, url: Option<&str>) -> Vec<String> {
     if let Some(location) = location {
         lines.push(format!("LOCATION:{}", escape_text(&location)));
     }
-    if let Some(place) = &details.place {
-        if let (Some(latitude), Some(longitude)) = (place.latitude, place.longitude) {
-            lines.push(format!("GEO:{latitude};{longitude}"));
-        }
+    if let Some(place) = &details.place
+        && let (Some(latitude), Some(longitude)) = (place.latitude, place.longitude)
+    {
+        lines.push(format!("GEO:{latitude};{longitude}"));
     }
     if let Some(url) = url.or(details.online_url.as_deref()) {
         lines.push(format!("URL:{}", url.replace(['\r', '\n'], "")));

@@ -85,19 +85,18 @@ fn read_event(reader: &DateReader<'_>, vevent: &Component) -> Result<ReadEvent, 
             .property("DTSTART")
             .ok_or_else(|| missing("DTSTART"))?,
     )?;
-    if let Some(id) = vevent.property("RECURRENCE-ID") {
-        if id
+    if let Some(id) = vevent.property("RECURRENCE-ID")
+        && id
             .param("RANGE")
             .is_some_and(|range| range.eq_ignore_ascii_case("THISANDFUTURE"))
-        {
-            // Applying it to one occurrence would silently change the meaning of the file.
-            return Err(super::vevent::invalid(
-                id,
-                "RANGE=THISANDFUTURE",
-                "overrides of this and all later occurrences are not supported; \
+    {
+        // Applying it to one occurrence would silently change the meaning of the file.
+        return Err(super::vevent::invalid(
+            id,
+            "RANGE=THISANDFUTURE",
+            "overrides of this and all later occurrences are not supported; \
                  split the series into two events instead",
-            ));
-        }
+        ));
     }
     let recurrence_id = vevent
         .property("RECURRENCE-ID")

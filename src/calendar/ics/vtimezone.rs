@@ -333,10 +333,8 @@ fn match_zone(observances: &[Observance], first_year: i32, last_year: i32) -> Re
         .chain(observances.iter().map(|observance| observance.offset_to))
         .collect();
     let fixed = offsets.iter().all(|offset| *offset == offsets[0]);
-    if fixed {
-        if let Some(zone) = fixed_offset_zone(offsets[0]) {
-            return Ok(zone);
-        }
+    if fixed && let Some(zone) = fixed_offset_zone(offsets[0]) {
+        return Ok(zone);
     }
 
     let expected = ExpectedOffsets {
