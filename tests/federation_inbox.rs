@@ -708,7 +708,41 @@ fn peers_are_managed_by_cli_and_api(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn remote_events_meet_local_limits(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/org", "Person");
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    let cases = [
+        ("name", json!("a\u{0}b\u{1b}[31m"), "object.name"),
+        (
+            "endTime",
+            json!("2037-03-03T20:00:00+01:00"),
+            "object.endTime",
+        ),
+        (
+            "startTime",
+            json!("0000-01-01T00:00:00Z"),
+            "object.startTime",
+        ),
+    ];
+    for (n, (key, value, field)) in (1u32..).zip(cases) {
+        let mut activity = create_event(&peer, n, "2027-01-02T00:00:00Z");
+        activity["object"][key] = value;
+        if key == "startTime" {
+            activity["object"]["endTime"] = json!("0000-01-01T01:00:00Z");
+        }
+        let reply = deliver(&server, "/inbox", &activity)?;
+        assert_eq!(reply.status, 422, "{key}: {}", reply.body);
+        assert_eq!(problem(&reply)?["field"], field, "{}", reply.body);
+    }
+    let agenda = server.get("/api/v1/agenda?from=2027-01-01&to=2027-12-31")?;
+    assert_eq!(agenda.json()?["occurrences"], json!([]));
+    Ok(())
+}
+
 on_both_backends!(
+    remote_events_meet_local_limits,
     unsigned_post_costs_no_fetch,
     stale_signature_is_rejected,
     unknown_actor_is_401_not_500,

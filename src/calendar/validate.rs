@@ -333,7 +333,9 @@ fn check_url(field: &str, url: &str) -> Result<(), InvalidField> {
     Ok(())
 }
 
-fn check_chars(field: &str, text: &str, limit: usize) -> Result<(), InvalidField> {
+/// Checks a text field's length in characters and that it has no control characters other
+/// than tab and line breaks.
+pub fn check_chars(field: &str, text: &str, limit: usize) -> Result<(), InvalidField> {
     let count = text.chars().count();
     if count > limit {
         return Err(InvalidField::new(

@@ -153,6 +153,47 @@ pub struct RemoteEventData {
     pub version: Option<DateTime<Utc>>,
 }
 
+/// Holds a peer's event to the limits of local ones: years 1 to 9999 and at most
+/// [`MAX_LENGTH_DAYS`](crate::calendar::validate::MAX_LENGTH_DAYS) long.
+fn check_bounds(start: DateTime<Utc>, end: Option<DateTime<Utc>>) -> Result<(), InvalidField> {
+    use crate::calendar::validate::{MAX_LENGTH_DAYS, MAX_YEAR, MIN_YEAR};
+    use chrono::Datelike;
+
+    for (field, instant) in [("object.startTime", Some(start)), ("object.endTime", end)] {
+        if let Some(instant) = instant
+            && !(MIN_YEAR..=MAX_YEAR).contains(&instant.year())
+        {
+            return Err(InvalidField::new(
+                field,
+                instant.to_rfc3339(),
+                format!("must fall in the years {MIN_YEAR} to {MAX_YEAR}"),
+            ));
+        }
+    }
+    if let Some(end) = end
+        && end - start > chrono::Duration::days(MAX_LENGTH_DAYS)
+    {
+        return Err(InvalidField::new(
+            "object.endTime",
+            end.to_rfc3339(),
+            format!("is more than {MAX_LENGTH_DAYS} days after startTime"),
+        ));
+    }
+    Ok(())
+}
+
+/// Holds a peer's texts to the limits of local ones.
+fn check_text(data: &RemoteEventData) -> Result<(), InvalidField> {
+    use crate::calendar::limits::{MAX_LOCATION_CHARS, MAX_TITLE_CHARS};
+    use crate::calendar::validate::check_chars;
+
+    check_chars("object.name", &data.title, MAX_TITLE_CHARS)?;
+    if let Some(place) = &data.place {
+        check_chars("object.location", &place.one_line(), MAX_LOCATION_CHARS)?;
+    }
+    Ok(())
+}
+
 /// A series as rose-events peers publish it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RemoteRecurrence {
@@ -194,8 +235,9 @@ pub fn event(object: &Value) -> Result<RemoteEventData, InvalidField> {
             "is before startTime",
         ));
     }
+    check_bounds(start, end)?;
     let (place, virtual_url) = location(object.get("location"));
-    Ok(RemoteEventData {
+    let data = RemoteEventData {
         attributed_to: object
             .get("attributedTo")
             .and_then(id_of)
@@ -219,7 +261,9 @@ pub fn event(object: &Value) -> Result<RemoteEventData, InvalidField> {
             .and_then(|text| DateTime::parse_from_rfc3339(text).ok())
             .map(|t| t.to_utc()),
         object_id,
-    })
+    };
+    check_text(&data)?;
+    Ok(data)
 }
 
 /// Reads `startTime` or `endTime`.
