@@ -85,13 +85,28 @@ fn from_row((domain, state, actor_id, inbox, follow_state, reason): PeerRow) -> 
     }
 }
 
-/// Normalises a domain as typed by an operator: lowercase, no scheme, path or trailing dot.
+/// Normalises a domain as typed by an operator: lowercase, no scheme or trailing dot. Anything
+/// beyond a host and port (a path, a query, control characters, an empty label) is rejected
+/// rather than cut off, so the peer recorded is the one the operator named.
 pub fn normalise_domain(input: &str) -> Result<String, InvalidField> {
     let trimmed = input.trim();
-    let candidate = if trimmed.contains("://") {
-        super::domain_of(trimmed)
+    let bare = trimmed
+        .split_once("://")
+        .map_or(trimmed, |(_, rest)| rest)
+        .trim_end_matches('/');
+    let host_and_port_only = !bare.is_empty()
+        && bare
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':'))
+        && bare.split(':').next().is_some_and(|host| {
+            host.trim_end_matches('.')
+                .split('.')
+                .all(|label| !label.is_empty())
+        });
+    let candidate = if host_and_port_only {
+        super::domain_of(&format!("https://{bare}"))
     } else {
-        super::domain_of(&format!("https://{trimmed}"))
+        None
     };
     match candidate {
         Some(domain) if !domain.is_empty() && domain.len() <= MAX_DOMAIN_LEN => Ok(domain),
@@ -222,4 +237,36 @@ pub fn effective_state(
         (Some(PeerState::Trusted), _) | (_, TrustPolicy::Open) => PeerState::Trusted,
         _ => PeerState::Pending,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalise_domain;
+
+    #[test]
+    fn domains_are_normalised_or_rejected() {
+        for (input, expected) in [
+            ("Events.Example", "events.example"),
+            ("https://events.example/", "events.example"),
+            ("events.example.", "events.example"),
+            ("localhost:8081", "localhost:8081"),
+        ] {
+            assert_eq!(
+                normalise_domain(input).ok().as_deref(),
+                Some(expected),
+                "{input}"
+            );
+        }
+        for input in [
+            "x/../y",
+            "a\nb",
+            "a..b",
+            "[::1]",
+            "",
+            "events.example/path",
+            "a b",
+        ] {
+            assert!(normalise_domain(input).is_err(), "{input:?} was accepted");
+        }
+    }
 }
