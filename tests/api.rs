@@ -187,25 +187,13 @@ fn bad_input_names_field_value_and_limit(backend: Backend) -> anyhow::Result<()>
 }
 
 fn oversized_body_is_rejected_with_413(backend: Backend) -> anyhow::Result<()> {
-    use std::io::{Read, Write};
-
     let server = TestServer::start(backend)?;
     create_calendar(&server, "big", "UTC")?;
-    // Announce a body over the limit and send none of it: the server must answer from the
-    // declared length alone, without waiting for (or buffering) the bytes.
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST /api/v1/calendars/big/events HTTP/1.1\r\nHost: {address}\r\n\
-         Authorization: Bearer {}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        server.token,
-        300 * 1024
+    let response = server.announce_body(
+        "/api/v1/calendars/big/events",
+        "application/json",
+        300 * 1024,
     )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     let body = &response[response.find("\r\n\r\n").map_or(0, |at| at + 4)..];
     let problem: serde_json::Value = serde_json::from_str(body)?;

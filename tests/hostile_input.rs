@@ -263,31 +263,15 @@ fn http_edges_answer_problem_json(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(reply.status, 404, "{}", reply.body);
     assert_eq!(reply.content_type, "application/problem+json");
 
-    let response = announce_upload(&server, "edges", 8 * 1024 * 1024 + 1)?;
+    let response = server.announce_body(
+        "/api/v1/calendars/edges/import",
+        "text/calendar",
+        8 * 1024 * 1024 + 1,
+    )?;
     assert!(response.starts_with("HTTP/1.1 413"), "{response}");
     assert!(response.contains("application/problem+json"), "{response}");
     assert!(response.contains("\"limit\":8388608"), "{response}");
     Ok(())
-}
-
-/// Announces an `.ics` upload of `length` bytes without sending them, and returns the raw
-/// response: the server must respond from the declared length alone.
-fn announce_upload(server: &TestServer, slug: &str, length: usize) -> anyhow::Result<String> {
-    use std::io::{Read, Write};
-
-    let address = server.base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(address)?;
-    stream.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
-    write!(
-        stream,
-        "POST /api/v1/calendars/{slug}/import HTTP/1.1\r\nHost: {address}\r\n\
-         Authorization: Bearer {}\r\nContent-Type: text/calendar\r\n\
-         Content-Length: {length}\r\nConnection: close\r\n\r\n",
-        server.token
-    )?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response)?;
-    Ok(response)
 }
 
 fn floating_times_go_out_with_the_calendar_offset(backend: Backend) -> anyhow::Result<()> {

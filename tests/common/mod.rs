@@ -222,6 +222,31 @@ impl TestServer {
         Reply::from_result(agent().get(&self.url(path)).set("Accept", accept).call())
     }
 
+    /// Sends a POST that declares a body of `length` bytes but sends none of it, and returns
+    /// the raw response. A server must reject an oversized body from the declared length alone.
+    pub fn announce_body(
+        &self,
+        path: &str,
+        content_type: &str,
+        length: usize,
+    ) -> anyhow::Result<String> {
+        use std::io::{Read, Write};
+
+        let address = self.base.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address)?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\nHost: {address}\r\n\
+             Authorization: Bearer {}\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {length}\r\nConnection: close\r\n\r\n",
+            self.token
+        )?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response)?;
+        Ok(response)
+    }
+
     /// Uploads an iCalendar body into a calendar.
     pub fn upload_ics(&self, slug: &str, bytes: &[u8]) -> anyhow::Result<Reply> {
         let request = agent()
