@@ -65,13 +65,7 @@ fn check_rule_matches(event: &NewEvent, everything: Window) -> Result<(), Invali
     let Some(rule) = &event.schedule.rrule else {
         return Ok(());
     };
-    let parts: Vec<(String, String)> = rule
-        .split(';')
-        .filter_map(|part| part.split_once('='))
-        .map(|(name, value)| (name.trim().to_ascii_uppercase(), value.trim().to_owned()))
-        .collect();
-    let bounded_to_one = parts
-        .iter()
+    let bounded_to_one = super::validate::rule_parts(rule)
         .any(|(name, value)| name == "UNTIL" || (name == "COUNT" && value == "1"));
     if bounded_to_one {
         return Ok(());

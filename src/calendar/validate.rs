@@ -287,26 +287,24 @@ fn check_moment(field: &str, moment: Moment) -> Result<(), InvalidField> {
 /// Bounds COUNT, because a window after a counted series' start is only found by walking every
 /// instance from the first one.
 fn check_count(rule: &str) -> Result<(), InvalidField> {
-    for part in rule.split(';') {
-        let Some((name, value)) = part.split_once('=') else {
-            continue;
-        };
-        if !name.trim().eq_ignore_ascii_case("COUNT") {
-            continue;
-        }
-        if value
-            .trim()
-            .parse::<u64>()
-            .is_ok_and(|count| count > MAX_COUNT)
-        {
+    for (name, value) in rule_parts(rule) {
+        if name == "COUNT" && value.parse::<u64>().is_ok_and(|count| count > MAX_COUNT) {
             return Err(InvalidField::new(
                 "rrule",
                 rule,
-                format!("COUNT is {}, the limit is {MAX_COUNT}", value.trim()),
+                format!("COUNT is {value}, the limit is {MAX_COUNT}"),
             ));
         }
     }
     Ok(())
+}
+
+/// Splits an RRULE value into its `NAME=VALUE` parts, names upper-cased and both trimmed.
+/// Parts without `=` are skipped: the recurrence parser reports them.
+pub(super) fn rule_parts(rule: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    rule.split(';')
+        .filter_map(|part| part.split_once('='))
+        .map(|(name, value)| (name.trim().to_ascii_uppercase(), value.trim().to_owned()))
 }
 
 fn check_length(field: &str, days: i64, seconds: i64) -> Result<(), InvalidField> {
