@@ -563,7 +563,7 @@ fn vapid(config: &Config, action: &VapidAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The `work` command: applies migrations, then runs worker loops until SIGINT or SIGTERM.
+/// Runs the `work` command: applies migrations, then runs worker loops until SIGINT or SIGTERM.
 fn work(config: &Config) -> anyhow::Result<()> {
     drop(crate::cli::open_database(config)?);
     let pool = crate::db::create_pool(&config.database_url(), config.pool_size)?;

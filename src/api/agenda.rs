@@ -19,9 +19,9 @@ use crate::calendar::time::{TimeBasis, Window, resolve_local};
 /// The `origin` of our own events.
 pub const LOCAL_ORIGIN: &str = "local";
 
-/// Longest agenda window, in days.
+/// Maximum agenda window, in days.
 pub const MAX_WINDOW_DAYS: i64 = 400;
-/// Most occurrences in one response; more set `truncated`.
+/// Maximum occurrences in one response; more set `truncated`.
 pub const MAX_AGENDA_OCCURRENCES: usize = 5_000;
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {

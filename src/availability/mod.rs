@@ -60,7 +60,7 @@ pub struct OccurrenceFact {
     pub closes_at: Option<i64>,
 }
 
-/// What a request asks for.
+/// The kind of change a request makes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RequestKind {
@@ -100,7 +100,7 @@ pub struct BusyBlockFact {
     pub end: i64,
 }
 
-/// Everything one evaluation knows.
+/// The facts of one evaluation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Facts {
     /// The current time, Unix seconds.
@@ -183,7 +183,7 @@ pub enum Reason {
     BookingNotOpen,
     /// The booking window has closed.
     BookingClosed,
-    /// The person already holds a live booking on this occurrence.
+    /// The person already has a live booking on this occurrence.
     AlreadyBooked,
     /// The occurrence overlaps another of the person's bookings, buffers included.
     OverlapsBooking,

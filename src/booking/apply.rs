@@ -366,8 +366,8 @@ impl Run {
             attendee: request.attendee.clone(),
             seats: request.seats as i32,
             state,
-            // NOTE: the times are copied at booking time and used for later conflict checks; a
-            // booking does not follow its occurrence when the organizer moves it afterwards.
+            // The times are copied for conflict checks. `follow::follow_event` updates them
+            // when the organizer moves the occurrence.
             starts_at: occurrence.start,
             ends_at: occurrence.end,
             hold_expires_at: request

@@ -3,8 +3,8 @@
 //! Bookings copy their occurrence's start and end, which the availability rules use for
 //! overlaps and free/busy. When an event or one of its occurrences moves, those copies are
 //! updated in the same transaction. A change that would remove an occurrence that still has
-//! live bookings is refused, because the bookings (and their seats) would be left on an
-//! occurrence nobody can reach while the event is sold again.
+//! live bookings is rejected, because the bookings (and their seats) would be left on an
+//! occurrence no route can reach while the event is sold again.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -56,9 +56,8 @@ pub fn follow_event(
             });
         };
         if occurrence.details.status == EventStatus::Cancelled {
-            // NOTE: the bookings of a cancelled occurrence stay as they are (and keep their
-            // seats) so that reinstating the occurrence restores them; their reminders are
-            // removed with the occurrence.
+            // NOTE: the bookings of a cancelled occurrence keep their state and seats, so
+            // reinstating the occurrence restores them. Their reminders go with the occurrence.
             continue;
         }
         moved += diesel::update(

@@ -1,7 +1,7 @@
 //! The agenda: every occurrence of some calendars whose start falls in a window.
 //!
 //! The window is half-open, `[from, to)`, and tests each occurrence's start. Floating and
-//! all-day occurrences have no instant of their own; they are placed on the viewer's clock, so
+//! all-day occurrences have no instant of their own, so they are placed on the viewer's clock and
 //! "2025-03-12" is on 12 March for every viewer.
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};

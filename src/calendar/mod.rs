@@ -19,7 +19,7 @@ pub mod validate;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
-/// Who can see a calendar in listings. Both kinds are readable by anyone who knows the slug.
+/// Who can see a calendar in listings. Both kinds are readable by anyone who has the slug.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Visibility {

@@ -1,7 +1,7 @@
 //! Time vocabulary shared by events, recurrence and iCalendar.
 //!
 //! A *wall time* is a clock reading without a zone (`NaiveDateTime`). An event's start is kept as
-//! a wall time plus a [`TimeBasis`] that says how to read it: in an IANA zone, as UTC, as a
+//! a wall time plus a [`TimeBasis`] that defines how to read it: in an IANA zone, as UTC, as a
 //! floating time (the same clock reading wherever the reader is), or as an all-day date.
 //!
 //! Floating and all-day values have no instant of their own. Where an instant is needed (sorting,

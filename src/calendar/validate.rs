@@ -11,9 +11,9 @@ use super::time::Moment;
 pub const MAX_UID_BYTES: usize = 255;
 /// Longest URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_000;
-/// Longest calendar name, in characters.
+/// Maximum length of a calendar name, in characters.
 pub const MAX_CALENDAR_NAME_CHARS: usize = 200;
-/// Longest slug, in bytes.
+/// Maximum length of a slug, in bytes.
 pub const MAX_SLUG_BYTES: usize = 64;
 /// Most RDATE or EXDATE values on one event.
 pub const MAX_EXTRA_DATES: usize = 1_000;
@@ -21,7 +21,7 @@ pub const MAX_EXTRA_DATES: usize = 1_000;
 pub const MAX_OVERRIDES: usize = 1_000;
 /// Largest capacity of one occurrence.
 pub const MAX_CAPACITY: i32 = 1_000_000;
-/// Longest occurrence, in days.
+/// Maximum length of one occurrence, in days.
 pub const MAX_LENGTH_DAYS: i64 = 366;
 /// Earliest year of any start, end or recurrence value.
 pub const MIN_YEAR: i32 = 1;
@@ -29,7 +29,7 @@ pub const MIN_YEAR: i32 = 1;
 pub const MAX_YEAR: i32 = 9999;
 /// Largest COUNT of a stored RRULE.
 pub const MAX_COUNT: u64 = 10_000;
-/// Longest text in one place field, in characters.
+/// Maximum length of one place field, in characters.
 pub const MAX_PLACE_FIELD_CHARS: usize = 300;
 
 /// A field that breaks a rule: which field, the value (shortened) and the rule.

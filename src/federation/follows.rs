@@ -3,7 +3,7 @@
 //! A Follow of a calendar that approves followers automatically is stored as accepted and
 //! confirmed with an Accept at once. A calendar with manual approval stores it as pending until
 //! an operator accepts or rejects it. Followers of the instance actor (peers that added us)
-//! are always accepted and receive the events of every calendar. Answers go out through
+//! are always accepted and receive the events of every calendar. Responses go out through
 //! [`super::outbox::publish`].
 
 use chrono::Utc;

@@ -38,7 +38,7 @@ pub const LD_JSON_PROFILE: &str =
 /// The ActivityStreams public collection.
 pub const PUBLIC: &str = "https://www.w3.org/ns/activitystreams#Public";
 
-/// Whether an `Accept` header asks for ActivityPub JSON.
+/// Whether an `Accept` header requests ActivityPub JSON.
 pub fn wants_activity_json(accept: &str) -> bool {
     accept.split(',').any(|part| {
         let media = part.trim().to_ascii_lowercase();
