@@ -71,11 +71,13 @@ fn booking_schedules_and_cancel_removes_reminders(backend: Backend) -> anyhow::R
     let talk = OccurrenceRef {
         event_id: one_off,
         recurrence_id: None,
+        remote: false,
     };
     let second_rehearsal: DateTime<Utc> = "2031-03-12T19:00:00Z".parse()?;
     let choir = OccurrenceRef {
         event_id: weekly,
         recurrence_id: Some(second_rehearsal),
+        remote: false,
     };
 
     let talk_booking = book(

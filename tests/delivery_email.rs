@@ -211,6 +211,7 @@ fn reminder_email_reaches_relay(backend: Backend) -> anyhow::Result<()> {
     let occurrence = OccurrenceRef {
         event_id,
         recurrence_id: None,
+        remote: false,
     };
     reminders::schedule(&mut conn, occurrence, "ana", now)?;
     drop(conn);

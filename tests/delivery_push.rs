@@ -81,6 +81,7 @@ fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result
     let occurrence = OccurrenceRef {
         event_id,
         recurrence_id: None,
+        remote: false,
     };
     assert_eq!(reminders::schedule(&mut conn, occurrence, "vera", now)?, 1);
     drop(conn);
@@ -260,6 +261,7 @@ fn push_answers_drive_jobs_and_subscriptions(backend: Backend) -> anyhow::Result
         OccurrenceRef {
             event_id: second,
             recurrence_id: None,
+            remote: false,
         },
         "vera",
         now,

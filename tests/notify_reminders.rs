@@ -43,10 +43,12 @@ fn reminders_follow_their_occurrence(backend: Backend) -> anyhow::Result<()> {
     let second = OccurrenceRef {
         event_id: id,
         recurrence_id: Some(at("2030-03-11T17:30:00Z")),
+        remote: false,
     };
     let third = OccurrenceRef {
         event_id: id,
         recurrence_id: Some(at("2030-03-18T17:30:00Z")),
+        remote: false,
     };
 
     assert_eq!(
@@ -130,6 +132,7 @@ fn reminders_follow_their_occurrence(backend: Backend) -> anyhow::Result<()> {
     let talk_ref = OccurrenceRef {
         event_id: talk,
         recurrence_id: None,
+        remote: false,
     };
     reminders::schedule(&mut conn, talk_ref, "ana", now)?;
     let mut later = single.clone();
@@ -176,6 +179,7 @@ fn schedule_skips_passed_offsets(backend: Backend) -> anyhow::Result<()> {
     let occurrence = OccurrenceRef {
         event_id: id,
         recurrence_id: None,
+        remote: false,
     };
     assert_eq!(
         reminders::schedule(&mut conn, occurrence, "ana", at("2030-03-11T16:00:00Z"))?,
@@ -188,6 +192,7 @@ fn schedule_skips_passed_offsets(backend: Backend) -> anyhow::Result<()> {
     let missing = OccurrenceRef {
         event_id: id,
         recurrence_id: Some(at("2030-03-11T17:30:00Z")),
+        remote: false,
     };
     assert!(reminders::schedule(&mut conn, missing, "ana", at("2030-03-01T00:00:00Z")).is_err());
     assert!(
@@ -233,6 +238,7 @@ fn send_time_check_drops_cancelled_occurrence(backend: Backend) -> anyhow::Resul
         OccurrenceRef {
             event_id: id,
             recurrence_id: None,
+            remote: false,
         },
         "ana",
         now,
@@ -312,6 +318,7 @@ fn digest_arrives_at_local_hour() -> anyhow::Result<()> {
         OccurrenceRef {
             event_id: booked,
             recurrence_id: None,
+            remote: false,
         },
         "ana",
         now,

@@ -412,6 +412,17 @@ fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {
 /// Rejects an attendee id that is empty, too long or uses other characters than
 /// `A-Z a-z 0-9 . _ @ : + -`.
 pub(super) fn check_attendee(attendee: &str) -> Result<(), ApiError> {
+    if crate::federation::rsvp::is_remote_attendee(attendee) {
+        return Err(ApiError::invalid(
+            "attendee",
+            attendee,
+            format!(
+                "starts with {:?}, which is kept for people of other servers who RSVP over \
+                 ActivityPub",
+                crate::federation::rsvp::REMOTE_ATTENDEE_PREFIX
+            ),
+        ));
+    }
     booking::check_attendee(attendee).map_err(|problem| {
         ApiError::over_limit(
             "attendee",

@@ -86,6 +86,8 @@ impl From<crate::federation::Error> for ApiError {
             E::Invalid(field) => ApiError::Invalid(field),
             E::NotFound(text) => ApiError::NotFound(text),
             E::Calendar(inner) => ApiError::from(inner),
+            E::Booking(inner) => ApiError::from(inner),
+            E::Notify(inner) => ApiError::from(inner),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -144,7 +146,7 @@ impl From<crate::booking::Error> for ApiError {
                 )
             }
             E::Calendar(inner) => inner.into(),
-            E::Facts(_) | E::Notify(_) | E::Corrupt(_) | E::Database(_) => {
+            E::Facts(_) | E::Notify(_) | E::Corrupt(_) | E::RemoteAnswer(_) | E::Database(_) => {
                 ApiError::Internal(error.to_string())
             }
         }

@@ -17,6 +17,7 @@ mod ics;
 mod page;
 mod people;
 mod push;
+mod rsvps;
 
 use actix_web::{HttpRequest, web};
 
@@ -81,6 +82,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .configure(availability::routes)
             .configure(push::routes)
             .configure(people::routes)
+            .configure(rsvps::routes)
             .configure(page::routes)
             .default_service(web::to(not_found));
     }

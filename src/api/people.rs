@@ -125,6 +125,7 @@ fn occurrence(input: &OccurrenceInput) -> Result<OccurrenceRef, ApiError> {
     Ok(OccurrenceRef {
         event_id: input.event_id,
         recurrence_id,
+        remote: false,
     })
 }
 

@@ -3,7 +3,8 @@
 //! A booking is live while it takes seats as a confirmed booking. [`record`] receives every
 //! such change of one transaction before it commits, so work that must happen exactly when a
 //! booking starts or ends (enqueueing reminders, federating an `Update`) can be written in the
-//! same transaction and is never lost or duplicated by a crash.
+//! same transaction and is never lost or duplicated by a crash. A remote person's booking
+//! gets no reminders here; the answer to their RSVP is sent instead.
 
 use std::collections::HashMap;
 
@@ -11,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Booking, Error};
 use crate::db::AnyConnection;
+use crate::federation::rsvp;
 use crate::notify::reminders::{self, OccurrenceRef};
 
 /// A change in whether a booking takes seats.
@@ -34,6 +36,16 @@ pub(crate) fn record(
         let booking = match change {
             LiveChange::Started(booking) | LiveChange::Ended(booking) => booking,
         };
+        // Remote people get no reminders from us; their own server reminds them. A change to
+        // their booking is an answer to send instead.
+        if rsvp::is_remote_attendee(&booking.attendee) {
+            match change {
+                LiveChange::Started(_) => rsvp::incoming::booking_started(conn, booking, now),
+                LiveChange::Ended(_) => rsvp::incoming::booking_ended(conn, booking, now),
+            }
+            .map_err(|e| Error::RemoteAnswer(e.to_string()))?;
+            continue;
+        }
         let is_one_off = if let Some(known) = one_off.get(&booking.event_id) {
             *known
         } else {
@@ -48,6 +60,7 @@ pub(crate) fn record(
         let occurrence = OccurrenceRef {
             event_id: booking.event_id,
             recurrence_id: (!is_one_off).then_some(booking.recurrence_id),
+            remote: false,
         };
         match change {
             LiveChange::Started(_) => {

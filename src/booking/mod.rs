@@ -267,6 +267,9 @@ pub enum Error {
     /// Stored data cannot be read back.
     #[error("stored booking data is corrupt: {0}")]
     Corrupt(String),
+    /// Recording the answer to a remote person's RSVP failed.
+    #[error("answering a remote RSVP failed: {0}")]
+    RemoteAnswer(String),
     /// The database failed.
     #[error(transparent)]
     Database(#[from] crate::db::Error),

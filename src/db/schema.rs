@@ -285,6 +285,43 @@ diesel::table! {
 }
 
 diesel::table! {
+    incoming_rsvps (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Timestamp,
+        actor_id -> Text,
+        attendee -> Text,
+        inbox -> Text,
+        calendar_actor -> Text,
+        activity_id -> Text,
+        activity_json -> Text,
+        state -> Text,
+        booking_id -> Nullable<BigInt>,
+        reason -> Nullable<Text>,
+        answers -> Integer,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    outgoing_rsvps (id) {
+        id -> BigInt,
+        person -> Text,
+        remote_event_id -> BigInt,
+        occurrence_start -> Timestamp,
+        object_id -> Text,
+        inbox -> Text,
+        join_activity_id -> Text,
+        version -> Integer,
+        state -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     remote_actors (actor_id) {
         actor_id -> Text,
         key_id -> Text,
@@ -352,10 +389,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     followers,
     idempotency_keys,
     inbox_receipts,
+    incoming_rsvps,
     jobs,
     ledger_entries,
     occurrence_capacities,
     outbox_activities,
+    outgoing_rsvps,
     peers,
     people,
     push_subscriptions,

@@ -26,6 +26,7 @@ pub mod protocol;
 pub mod publish;
 pub mod remote;
 pub mod remote_actors;
+pub mod rsvp;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
@@ -147,4 +148,10 @@ pub enum Error {
     /// Enqueueing a delivery failed.
     #[error(transparent)]
     Delivery(#[from] crate::delivery::Error),
+    /// The booking function failed.
+    #[error(transparent)]
+    Booking(#[from] crate::booking::Error),
+    /// Scheduling or removing reminders failed.
+    #[error(transparent)]
+    Notify(#[from] crate::notify::Error),
 }

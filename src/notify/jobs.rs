@@ -141,15 +141,11 @@ fn fan_out_reminder(
         if !reminders::exists(conn, reminder)? {
             return Ok(Outcome::Dropped("reminder was cancelled".to_owned()));
         }
-        let event_id = reminder.occurrence.event_id;
-        let Some(event) = store::find_event(conn, event_id)? else {
-            return Ok(Outcome::Dropped(format!("event {event_id} was deleted")));
+        let occurrence = match shown_occurrence(conn, context, reminder.occurrence)? {
+            Ok(found) => found,
+            Err(why) => return Ok(Outcome::Dropped(why)),
         };
-        let found = reminders::find_occurrence(&event.event, reminder.occurrence.recurrence_id)?;
-        let Some(occurrence) = found else {
-            return Ok(Outcome::Dropped("occurrence no longer exists".to_owned()));
-        };
-        if occurrence.details.status == EventStatus::Cancelled {
+        if occurrence.cancelled {
             return Ok(Outcome::Dropped("occurrence was cancelled".to_owned()));
         }
         if occurrence.start <= now {
@@ -157,24 +153,17 @@ fn fan_out_reminder(
         }
 
         let person = people::find_or_default(conn, &reminder.person)?;
-        let slug = store::find_calendar_by_id(conn, event.calendar_id)?
-            .map(|c| c.slug)
-            .unwrap_or_default();
         let mut lines = vec![format!(
             "Starts {}",
             messages::local_time(occurrence.start, person.zone)
         )];
-        if let Some(location) = &occurrence.details.location {
+        if let Some(location) = &occurrence.location {
             lines.push(location.clone());
         }
         let notice = Notice {
-            title: format!("Reminder: {}", occurrence.details.title),
+            title: format!("Reminder: {}", occurrence.title),
             lines,
-            url: format!(
-                "{}/calendars/{slug}#{}",
-                context.public_url,
-                messages::anchor(event_id, occurrence.recurrence_id)
-            ),
+            url: occurrence.url,
         };
         let urgency = if reminder.offset_minutes <= 60 {
             PushUrgency::High
@@ -193,6 +182,61 @@ fn fan_out_reminder(
             Channel::Email => send.email(conn, context, &person),
         }
     })
+}
+
+/// An occurrence as a reminder shows it.
+struct Shown {
+    title: String,
+    start: DateTime<Utc>,
+    location: Option<String>,
+    url: String,
+    cancelled: bool,
+}
+
+/// Finds what a reminder shows of `occurrence`; the inner error says why it is gone.
+fn shown_occurrence(
+    conn: &mut AnyConnection,
+    context: &NotifyContext,
+    occurrence: reminders::OccurrenceRef,
+) -> Result<Result<Shown, String>, Error> {
+    let event_id = occurrence.event_id;
+    if occurrence.remote {
+        let found =
+            crate::federation::rsvp::remote_occurrence(conn, event_id, occurrence.recurrence_id)
+                .map_err(|e| Error::Corrupt(e.to_string()))?;
+        let Some(found) = found else {
+            return Ok(Err(format!(
+                "occurrence of remote event {event_id} no longer exists"
+            )));
+        };
+        return Ok(Ok(Shown {
+            title: found.title,
+            start: found.start,
+            location: found.location,
+            url: found.url,
+            cancelled: found.cancelled,
+        }));
+    }
+    let Some(event) = store::find_event(conn, event_id)? else {
+        return Ok(Err(format!("event {event_id} was deleted")));
+    };
+    let Some(found) = reminders::find_occurrence(&event.event, occurrence.recurrence_id)? else {
+        return Ok(Err("occurrence no longer exists".to_owned()));
+    };
+    let slug = store::find_calendar_by_id(conn, event.calendar_id)?
+        .map(|c| c.slug)
+        .unwrap_or_default();
+    Ok(Ok(Shown {
+        url: format!(
+            "{}/calendars/{slug}#{}",
+            context.public_url,
+            messages::anchor(event_id, found.recurrence_id)
+        ),
+        title: found.details.title,
+        start: found.start,
+        location: found.details.location,
+        cancelled: found.details.status == EventStatus::Cancelled,
+    }))
 }
 
 /// Fans one notice out into send jobs.

@@ -24,27 +24,46 @@ pub const KIND: &str = "reminder";
 /// Attempts of a reminder job (it only fans out; the sends retry on their own).
 const MAX_ATTEMPTS: i32 = 5;
 
-/// One occurrence of a local event: the event and the occurrence's recurrence id (its
-/// original start, stable when an override moves it), `None` for a one-off event.
+/// One occurrence: the event and the occurrence's recurrence id (its original start, stable
+/// when an override moves it), `None` for a one-off event. The event is one of ours, or a
+/// remote event that one of our people joined (`remote`, and `event_id` is then the remote
+/// event's id).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct OccurrenceRef {
     /// The event.
     pub event_id: i64,
     /// The recurrence id, or `None` for a one-off event.
     pub recurrence_id: Option<DateTime<Utc>>,
+    /// Whether `event_id` names a remote event.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub remote: bool,
 }
 
+/// Prefix of the stored keys of remote occurrences, which keeps them apart from local
+/// events with the same id.
+const REMOTE_PREFIX: &str = "remote:";
+
 impl OccurrenceRef {
-    /// Returns the stored key: the recurrence id in RFC 3339 UTC, or `single`.
+    /// Returns the stored key: the recurrence id in RFC 3339 UTC, or `single`, after
+    /// `remote:` for a remote event.
     pub fn key(&self) -> String {
-        match self.recurrence_id {
+        let local = match self.recurrence_id {
             Some(rid) => rid.to_rfc3339_opts(SecondsFormat::Secs, true),
             None => "single".to_owned(),
+        };
+        if self.remote {
+            format!("{REMOTE_PREFIX}{local}")
+        } else {
+            local
         }
     }
 
     /// Reads a stored key.
     pub fn from_key(event_id: i64, key: &str) -> Option<OccurrenceRef> {
+        let (remote, key) = match key.strip_prefix(REMOTE_PREFIX) {
+            Some(rest) => (true, rest),
+            None => (false, key),
+        };
         let recurrence_id = if key == "single" {
             None
         } else {
@@ -53,8 +72,40 @@ impl OccurrenceRef {
         Some(OccurrenceRef {
             event_id,
             recurrence_id,
+            remote,
         })
     }
+}
+
+/// When an occurrence takes place, as reminders need it.
+struct Timing {
+    start: DateTime<Utc>,
+    cancelled: bool,
+}
+
+/// Finds when `occurrence` takes place now, or `None` when it no longer exists.
+fn timing(conn: &mut AnyConnection, occurrence: OccurrenceRef) -> Result<Option<Timing>, Error> {
+    if occurrence.remote {
+        let found = crate::federation::rsvp::remote_occurrence(
+            conn,
+            occurrence.event_id,
+            occurrence.recurrence_id,
+        )
+        .map_err(|e| Error::Corrupt(e.to_string()))?;
+        return Ok(found.map(|o| Timing {
+            start: o.start,
+            cancelled: o.cancelled,
+        }));
+    }
+    let Some(event) = store::find_event(conn, occurrence.event_id)? else {
+        return Ok(None);
+    };
+    Ok(
+        find_occurrence(&event.event, occurrence.recurrence_id)?.map(|o| Timing {
+            start: o.start,
+            cancelled: o.details.status == EventStatus::Cancelled,
+        }),
+    )
 }
 
 /// The payload of a `reminder` job.
@@ -109,15 +160,14 @@ pub fn schedule(
 ) -> Result<usize, Error> {
     check_person_id("person", person)?;
     write_transaction(conn, |conn| {
-        let event = store::find_event(conn, occurrence.event_id)?
-            .ok_or(Error::EventNotFound(occurrence.event_id))?;
-        let found = find_occurrence(&event.event, occurrence.recurrence_id)?.ok_or_else(|| {
-            Error::OccurrenceNotFound {
-                event_id: occurrence.event_id,
-                occurrence: occurrence.key(),
-            }
+        if !occurrence.remote && store::find_event(conn, occurrence.event_id)?.is_none() {
+            return Err(Error::EventNotFound(occurrence.event_id));
+        }
+        let found = timing(conn, occurrence)?.ok_or_else(|| Error::OccurrenceNotFound {
+            event_id: occurrence.event_id,
+            occurrence: occurrence.key(),
         })?;
-        if found.details.status == EventStatus::Cancelled || found.start <= now {
+        if found.cancelled || found.start <= now {
             return Ok(0);
         }
         let prefs = people::find_or_default(conn, person)?;
@@ -246,6 +296,7 @@ pub fn event_changed(
     write_transaction(conn, |conn| {
         let rows = reminders::table
             .filter(reminders::event_id.eq(event_id))
+            .filter(reminders::occurrence_key.not_like(format!("{REMOTE_PREFIX}%")))
             .order(reminders::id.asc())
             .load::<ReminderRow>(conn)?;
         if rows.is_empty() {
@@ -277,8 +328,39 @@ pub fn event_deleted(conn: &mut AnyConnection, event_id: i64) -> Result<(), Erro
     write_transaction(conn, |conn| {
         let rows = reminders::table
             .filter(reminders::event_id.eq(event_id))
+            .filter(reminders::occurrence_key.not_like(format!("{REMOTE_PREFIX}%")))
             .load::<ReminderRow>(conn)?;
         remove_rows(conn, &rows)?;
+        Ok(())
+    })
+}
+
+/// Brings the reminders of a remote event in line with what its origin last sent: a moved
+/// occurrence moves its reminders, and those of an occurrence that is gone, cancelled or
+/// deleted are removed. Joins the caller's transaction.
+pub fn remote_event_changed(
+    conn: &mut AnyConnection,
+    remote_event_id: i64,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    write_transaction(conn, |conn| {
+        let rows = reminders::table
+            .filter(reminders::event_id.eq(remote_event_id))
+            .filter(reminders::occurrence_key.like(format!("{REMOTE_PREFIX}%")))
+            .order(reminders::id.asc())
+            .load::<ReminderRow>(conn)?;
+        let mut gone = Vec::new();
+        for row in rows {
+            let job = row_job(&row)?;
+            match timing(conn, job.occurrence)? {
+                Some(found) if !found.cancelled => {
+                    let run_at = found.start - Duration::minutes(i64::from(row.offset_minutes));
+                    queue::move_pending(conn, row.job_id, run_at.max(now), Some(found.start), now)?;
+                }
+                _ => gone.push(row),
+            }
+        }
+        remove_rows(conn, &gone)?;
         Ok(())
     })
 }

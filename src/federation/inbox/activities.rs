@@ -13,6 +13,7 @@ use crate::federation::incoming::{self, id_of, type_of};
 use crate::federation::peers::{self, PeerState};
 use crate::federation::remote::{self, Outcome};
 use crate::federation::remote_actors::RemoteActor;
+use crate::federation::rsvp::{self, incoming::Intent, incoming::Sender};
 use crate::federation::{Settings, domain_of};
 
 /// Event-like object types: Hubzilla publishes events as `Invite`.
@@ -33,7 +34,9 @@ pub(super) async fn dispatch(
         "Create" | "Update" | "Invite" => create_or_update(context, checked, trust, budget).await,
         "Delete" => delete(context, checked, trust).await,
         "Announce" => announce(context, checked, budget).await,
-        "Accept" | "Reject" => follow_answer(context, checked).await,
+        "Join" => rsvp(context, checked, actor, Intent::Going).await,
+        "Leave" => rsvp(context, checked, actor, Intent::NotGoing).await,
+        "Accept" | "Reject" | "TentativeAccept" => answer(context, checked, actor).await,
         _ => {
             log_decision(&checked, "ignored", "activity type not handled");
             record_only(context, checked, &format!("ignored: {kind} is not handled")).await
@@ -41,29 +44,92 @@ pub(super) async fn dispatch(
     }
 }
 
-/// Records a peer's Accept or Reject of our Follow of it. Other Accepts and Rejects (RSVPs)
-/// are not handled yet.
-async fn follow_answer(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejection> {
-    let follow_id = checked
-        .activity
-        .get("object")
-        .and_then(id_of)
-        .unwrap_or_default()
-        .to_owned();
-    let actor = checked.envelope.actor.clone();
-    let accepted = checked.envelope.kind == "Accept";
+/// A remote person's `Join` or `Leave` of one of our occurrences. RSVPs are open to every
+/// server that is not blocked, as follows are: they merge no content, and the booking rules
+/// decide the seat.
+async fn rsvp(
+    context: &InboxContext,
+    checked: Checked,
+    actor: &RemoteActor,
+    intent: Intent,
+) -> Result<Receipt, Rejection> {
+    let public_url = context.settings.public_url.clone();
+    let activity = checked.activity.clone();
+    let sender_id = checked.envelope.actor.clone();
+    let inbox = actor.inbox.clone();
+    let now = checked.now;
     let receipt = with_receipt(context, &checked, move |conn| {
-        let ours = peers::record_follow_answer(conn, &actor, &follow_id, accepted)
+        let target = rsvp::incoming::resolve(conn, &public_url, &activity, now)
+            .map_err(|e| federation_rejection(&e))?;
+        let sender = Sender {
+            actor_id: &sender_id,
+            inbox: &inbox,
+        };
+        rsvp::incoming::receive(conn, sender, &activity, intent, target, now)
+            .map_err(|e| federation_rejection(&e))
+    })
+    .await?;
+    log_decision(&checked, "processed", &receipt.effect);
+    Ok(receipt)
+}
+
+/// An `Accept`, `TentativeAccept` or `Reject`: a remote person's answer about one of our
+/// events, an organizer's answer to one of our people's `Join`s, or a peer's answer to our
+/// `Follow`, told apart by the object.
+async fn answer(
+    context: &InboxContext,
+    checked: Checked,
+    actor: &RemoteActor,
+) -> Result<Receipt, Rejection> {
+    let public_url = context.settings.public_url.clone();
+    let activity = checked.activity.clone();
+    let sender_id = checked.envelope.actor.clone();
+    let inbox = actor.inbox.clone();
+    let kind = checked.envelope.kind.clone();
+    let now = checked.now;
+    let receipt = with_receipt(context, &checked, move |conn| {
+        let fail = |e: crate::federation::Error| federation_rejection(&e);
+        let target = rsvp::incoming::resolve(conn, &public_url, &activity, now).map_err(fail)?;
+        if !matches!(target, rsvp::incoming::Target::NotOurs) {
+            let intent = match kind.as_str() {
+                "Accept" => Intent::Going,
+                "TentativeAccept" => Intent::Maybe,
+                _ => Intent::NotGoing,
+            };
+            let sender = Sender {
+                actor_id: &sender_id,
+                inbox: &inbox,
+            };
+            return rsvp::incoming::receive(conn, sender, &activity, intent, target, now)
+                .map_err(fail);
+        }
+        if rsvp::outgoing::answers_our_join(conn, &activity).map_err(fail)? {
+            return rsvp::outgoing::receive_answer(conn, &sender_id, &activity, now).map_err(fail);
+        }
+        if kind == "TentativeAccept" {
+            return Ok("ignored: not an answer about an RSVP".to_owned());
+        }
+        let follow_id = activity.get("object").and_then(id_of).unwrap_or_default();
+        let accepted = kind == "Accept";
+        let ours = peers::record_follow_answer(conn, &sender_id, follow_id, accepted)
             .map_err(|e| Rejection::internal(&e))?;
         Ok(match (ours, accepted) {
             (true, true) => "our follow was accepted".to_owned(),
             (true, false) => "our follow was rejected".to_owned(),
-            (false, _) => "ignored: not an answer to a follow of ours".to_owned(),
+            (false, _) => "ignored: not an answer to a follow or an RSVP of ours".to_owned(),
         })
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);
     Ok(receipt)
+}
+
+/// A peer's mistake is a 422 naming the field; anything else is ours.
+fn federation_rejection(error: &crate::federation::Error) -> Rejection {
+    match error {
+        crate::federation::Error::Invalid(field) => Rejection::invalid(field),
+        other => Rejection::internal(other),
+    }
 }
 
 fn log_decision(checked: &Checked, decision: &str, reason: &str) {
@@ -215,15 +281,47 @@ async fn undo(context: &InboxContext, checked: Checked) -> Result<Receipt, Rejec
         .get("object")
         .cloned()
         .unwrap_or(Value::Null);
-    if type_of(&object).is_some_and(|t| t != "Follow") {
-        return record_only(context, checked, "ignored: only Undo of Follow is handled").await;
+    if type_of(&object).is_some_and(|t| t != "Follow" && t != "Join") {
+        return record_only(
+            context,
+            checked,
+            "ignored: only Undo of Follow or Join is handled",
+        )
+        .await;
     }
     let settings = context.settings.clone();
     let follower = checked.envelope.actor.clone();
     let follow_id = id_of(&object).unwrap_or_default().to_owned();
     // Gancio's inner Follow has no actor; Mastodon embeds the whole Follow; some send its id.
     let target = object.get("object").and_then(id_of).map(str::to_owned);
+    let undone_join = type_of(&object) == Some("Join");
+    let now = checked.now;
     with_receipt(context, &checked, move |conn| {
+        // An Undo of a Join gives the seat up; one that names only an id may be either.
+        if undone_join || object.is_string() {
+            let left = rsvp::incoming::undo_join(conn, &follower, &follow_id, now)
+                .map_err(|e| federation_rejection(&e))?;
+            if let Some(effect) = left {
+                return Ok(effect);
+            }
+            if undone_join {
+                let target = rsvp::incoming::resolve(conn, &settings.public_url, &object, now)
+                    .map_err(|e| federation_rejection(&e))?;
+                let sender = Sender {
+                    actor_id: &follower,
+                    inbox: "",
+                };
+                return rsvp::incoming::receive(
+                    conn,
+                    sender,
+                    &object,
+                    Intent::NotGoing,
+                    target,
+                    now,
+                )
+                .map_err(|e| federation_rejection(&e));
+            }
+        }
         let targets: Vec<Option<i64>> = if let Some(target) = target {
             vec![local_followable(conn, &settings, &target)?.0]
         } else {
@@ -346,11 +444,27 @@ async fn store_event(
                 crate::federation::Error::Invalid(field) => Rejection::invalid(&field),
                 other => Rejection::internal(&other),
             })?;
+        if outcome == Outcome::Updated {
+            follow_remote_change(conn, &data.object_id, now)?;
+        }
         Ok(describe(&outcome, &data.object_id))
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);
     Ok(receipt)
+}
+
+/// Moves or removes our people's reminders for a remote event its origin changed or deleted.
+fn follow_remote_change(
+    conn: &mut AnyConnection,
+    object_id: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
+    if let Some(stored) = remote::find(conn, object_id).map_err(|e| Rejection::internal(&e))? {
+        crate::notify::reminders::remote_event_changed(conn, stored.id, now)
+            .map_err(|e| Rejection::internal(&e))?;
+    }
+    Ok(())
 }
 
 fn describe(outcome: &Outcome, object_id: &str) -> String {
@@ -404,9 +518,13 @@ async fn delete(
     };
     let origin = domain_of(&checked.envelope.actor).unwrap_or_default();
     let version = deletion_time(&checked);
+    let checked_now = checked.now;
     let receipt = with_receipt(context, &checked, move |conn| {
         let outcome = remote::delete(conn, &origin, &object_id, version)
             .map_err(|e| Rejection::internal(&e))?;
+        if outcome == Outcome::Deleted {
+            follow_remote_change(conn, &object_id, checked_now)?;
+        }
         Ok(describe(&outcome, &object_id))
     })
     .await?;

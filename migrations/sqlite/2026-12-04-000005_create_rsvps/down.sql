@@ -1,0 +1,2 @@
+DROP TABLE outgoing_rsvps;
+DROP TABLE incoming_rsvps;

@@ -1,0 +1,353 @@
+//! Remote people's RSVPs to our events, from fake peers on 127.0.0.1: a `Join` goes through
+//! the booking function and is answered `Accept`, `TentativeAccept` (waitlisted) or `Reject`
+//! with the reason; `Leave` and `Undo` give the seat up; a `TentativeAccept` of the event takes
+//! no seat; answers go to the person alone.
+
+mod common;
+
+use anyhow::Context;
+use common::peer::{FakePeer, deliver};
+use common::{Backend, TestServer};
+use rose_events::federation::outbox;
+use serde_json::{Value, json};
+
+const START: &str = "2027-03-03T18:00:00";
+const RECURRENCE_ID: &str = "20270303T170000Z";
+
+fn start(backend: Backend) -> anyhow::Result<TestServer> {
+    let server = TestServer::start_with_env(
+        backend,
+        &[("ROSE_EVENTS_FEDERATION_ALLOW_LOCALHOST", "true")],
+    )?;
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars",
+        &json!({"slug": "club", "name": "Club", "default_zone": "Europe/Berlin"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    Ok(server)
+}
+
+/// Creates a one-off event with `capacity` seats and returns its id.
+fn event(server: &TestServer, capacity: i32, waitlist: bool) -> anyhow::Result<i64> {
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/club/events",
+        &json!({
+            "title": "Workshop",
+            "start": START,
+            "zone": "Europe/Berlin",
+            "duration": "PT2H",
+            "capacity": capacity,
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()?["id"].as_i64().context("event id")?;
+    let reply = server.send_json(
+        "PUT",
+        &format!("/api/v1/events/{id}/booking-settings"),
+        &json!({"waitlist": waitlist}),
+    )?;
+    assert!(reply.status < 300, "{}", reply.body);
+    Ok(id)
+}
+
+fn join(peer: &FakePeer, server: &TestServer, who: &str, n: u32, event: i64) -> Value {
+    json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/{who}/joins/{n}", peer.base),
+        "type": "Join",
+        "actor": format!("{}/users/{who}", peer.base),
+        "object": format!("{}/events/{event}", server.base),
+    })
+}
+
+fn activity(peer: &FakePeer, who: &str, kind: &str, n: u32, object: &Value) -> Value {
+    json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/{who}/{}/{n}", peer.base, kind.to_ascii_lowercase()),
+        "type": kind,
+        "actor": format!("{}/users/{who}", peer.base),
+        "object": object,
+    })
+}
+
+/// Our answers addressed to `who`, oldest first.
+fn answers_to(server: &TestServer, who: &str) -> anyhow::Result<Vec<outbox::Recorded>> {
+    let mut conn = server.db.connect()?;
+    let all = outbox::since(&mut conn, 0, 1000)?;
+    Ok(all
+        .into_iter()
+        .filter(|r| {
+            r.activity["to"].as_array().is_some_and(|to| {
+                to.iter().any(|t| {
+                    t.as_str()
+                        .is_some_and(|t| t.ends_with(&format!("/users/{who}")))
+                })
+            })
+        })
+        .collect())
+}
+
+/// A GET with the write token, as the organizer reads bookings.
+fn authed_get(server: &TestServer, path: &str) -> anyhow::Result<common::Reply> {
+    let result = common::agent()
+        .get(&server.url(path))
+        .set("Authorization", &format!("Bearer {}", server.token))
+        .call();
+    common::Reply::from_result(result)
+}
+
+fn seats_taken(server: &TestServer, event: i64) -> anyhow::Result<i64> {
+    let reply = authed_get(
+        server,
+        &format!("/api/v1/events/{event}/occurrences/{RECURRENCE_ID}/bookings"),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    reply.json()?["seats_taken"].as_i64().context("seats_taken")
+}
+
+fn rsvps(server: &TestServer, event: i64) -> anyhow::Result<Vec<Value>> {
+    let reply = authed_get(server, &format!("/api/v1/events/{event}/rsvps"))?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(reply.json()?["rsvps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn state_of(server: &TestServer, event: i64, who: &str) -> anyhow::Result<String> {
+    let listed = rsvps(server, event)?;
+    let row = listed
+        .iter()
+        .find(|r| {
+            r["actor"]
+                .as_str()
+                .is_some_and(|a| a.ends_with(&format!("/users/{who}")))
+        })
+        .with_context(|| format!("no RSVP of {who} in {listed:?}"))?;
+    Ok(row["state"].as_str().unwrap_or_default().to_owned())
+}
+
+fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    for who in ["alice", "bob"] {
+        peer.add_actor(&format!("/users/{who}"), "Person");
+    }
+    let event = event(&server, 1, false)?;
+
+    let reply = deliver(&server, "/inbox", &join(&peer, &server, "alice", 1, event))?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let to_alice = answers_to(&server, "alice")?;
+    assert_eq!(to_alice.len(), 1, "{to_alice:?}");
+    let accept = &to_alice[0];
+    assert_eq!(accept.activity["type"], "Accept");
+    assert_eq!(
+        accept.activity["object"]["id"],
+        format!("{}/alice/joins/1", peer.base)
+    );
+    assert_eq!(
+        accept.activity["actor"],
+        format!("{}/calendars/club", server.base)
+    );
+    assert_eq!(
+        accept.recipients,
+        vec![format!("{}/users/alice/inbox", peer.base)],
+        "the answer goes to the person alone"
+    );
+    assert_eq!(seats_taken(&server, event)?, 1);
+    assert_eq!(state_of(&server, event, "alice")?, "booked");
+
+    let reply = deliver(&server, "/inbox", &join(&peer, &server, "bob", 1, event))?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let to_bob = answers_to(&server, "bob")?;
+    assert_eq!(to_bob.len(), 1);
+    let reject = &to_bob[0].activity;
+    assert_eq!(reject["type"], "Reject");
+    let reason = reject["content"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("Workshop") && reason.contains("full"),
+        "{reason}"
+    );
+    assert!(reason.contains("no waitlist"), "{reason}");
+    assert!(
+        !reject.to_string().contains("alice"),
+        "no other attendee is named: {reject}"
+    );
+    assert_eq!(seats_taken(&server, event)?, 1);
+    assert_eq!(state_of(&server, event, "bob")?, "refused");
+
+    // Alice leaves; Bob's second Join gets the seat. A repeated Join takes no second seat.
+    let leave = activity(
+        &peer,
+        "alice",
+        "Leave",
+        1,
+        &json!(format!("{}/events/{event}", server.base)),
+    );
+    assert_eq!(deliver(&server, "/inbox", &leave)?.status, 202);
+    assert_eq!(seats_taken(&server, event)?, 0);
+    assert_eq!(state_of(&server, event, "alice")?, "left");
+    assert_eq!(
+        deliver(&server, "/inbox", &join(&peer, &server, "bob", 2, event))?.status,
+        202
+    );
+    assert_eq!(
+        deliver(&server, "/inbox", &join(&peer, &server, "bob", 3, event))?.status,
+        202
+    );
+    let kinds: Vec<Value> = answers_to(&server, "bob")?
+        .iter()
+        .map(|r| r.activity["type"].clone())
+        .collect();
+    assert_eq!(kinds, vec!["Reject", "Accept", "Accept"]);
+    assert_eq!(seats_taken(&server, event)?, 1);
+
+    // The published event names nobody who booked.
+    let object = server.get_accept(&format!("/events/{event}"), "application/activity+json")?;
+    assert_eq!(object.status, 200, "{}", object.body);
+    assert!(!object.body.contains("bob") && !object.body.contains("alice"));
+    Ok(())
+}
+
+fn waitlisted_join_is_told_so_and_promoted_later(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    for who in ["carol", "dave"] {
+        peer.add_actor(&format!("/users/{who}"), "Person");
+    }
+    let event = event(&server, 1, true)?;
+    let carol_join = join(&peer, &server, "carol", 1, event);
+    assert_eq!(deliver(&server, "/inbox", &carol_join)?.status, 202);
+    assert_eq!(
+        deliver(&server, "/inbox", &join(&peer, &server, "dave", 1, event))?.status,
+        202
+    );
+    let to_dave = answers_to(&server, "dave")?;
+    assert_eq!(to_dave.len(), 1);
+    assert_eq!(to_dave[0].activity["type"], "TentativeAccept");
+    assert_eq!(to_dave[0].activity["rose:waitlisted"], true);
+    let text = to_dave[0].activity["content"].as_str().unwrap_or_default();
+    assert!(text.contains("waitlist"), "{text}");
+    assert_eq!(state_of(&server, event, "dave")?, "waitlisted");
+
+    // Carol undoes her Join by id alone; Dave moves up and is told with an Accept.
+    let undo = activity(&peer, "carol", "Undo", 1, &json!(carol_join["id"]));
+    assert_eq!(deliver(&server, "/inbox", &undo)?.status, 202);
+    assert_eq!(state_of(&server, event, "carol")?, "left");
+    assert_eq!(state_of(&server, event, "dave")?, "booked");
+    let to_dave = answers_to(&server, "dave")?;
+    assert_eq!(to_dave.len(), 2);
+    assert_eq!(to_dave[1].activity["type"], "Accept");
+    assert_eq!(seats_taken(&server, event)?, 1);
+    Ok(())
+}
+
+fn tentative_answers_take_no_seat(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/erin", "Person");
+    let event = event(&server, 5, false)?;
+    let object = json!(format!("{}/events/{event}", server.base));
+
+    // Accept of the Event means going, TentativeAccept means maybe, Reject means not going.
+    let going = activity(&peer, "erin", "Accept", 1, &object);
+    assert_eq!(deliver(&server, "/inbox", &going)?.status, 202);
+    assert_eq!(seats_taken(&server, event)?, 1);
+    let maybe = activity(&peer, "erin", "TentativeAccept", 1, &object);
+    assert_eq!(deliver(&server, "/inbox", &maybe)?.status, 202);
+    assert_eq!(state_of(&server, event, "erin")?, "tentative");
+    assert_eq!(seats_taken(&server, event)?, 0);
+    let no = activity(&peer, "erin", "Reject", 1, &object);
+    assert_eq!(deliver(&server, "/inbox", &no)?.status, 202);
+    assert_eq!(state_of(&server, event, "erin")?, "left");
+    assert_eq!(seats_taken(&server, event)?, 0);
+    Ok(())
+}
+
+fn organizer_cancelling_a_remote_booking_tells_the_person(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let frank = peer.add_actor("/users/frank", "Person");
+    let event = event(&server, 5, false)?;
+    assert_eq!(
+        deliver(&server, "/inbox", &join(&peer, &server, "frank", 1, event))?.status,
+        202
+    );
+    let listed = rsvps(&server, event)?;
+    let booking = listed[0]["booking_id"].as_i64().context("booking id")?;
+    assert!(
+        listed[0]["attendee"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("ap:frank@")),
+        "{listed:?}"
+    );
+    let result = common::agent()
+        .delete(&server.url(&format!("/api/v1/bookings/{booking}")))
+        .set("Authorization", &format!("Bearer {}", server.token))
+        .call();
+    let reply = common::Reply::from_result(result)?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let to_frank = answers_to(&server, "frank")?;
+    let last = &to_frank.last().context("an answer")?.activity;
+    assert_eq!(last["type"], "Reject", "{last}");
+    assert_eq!(state_of(&server, event, "frank")?, "refused");
+
+    // The answers really leave: the worker delivers them to Frank's inbox.
+    let inbox_path = format!("{}/inbox", frank.trim_start_matches(&peer.base));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while peer
+        .seen()
+        .iter()
+        .filter(|s| s.method == "POST" && s.target == inbox_path)
+        .count()
+        < 2
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "answers not delivered: {:?}",
+            peer.seen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    Ok(())
+}
+
+fn joins_of_unknown_events_are_rejected(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/gina", "Person");
+    let reply = deliver(&server, "/inbox", &join(&peer, &server, "gina", 1, 999))?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let to_gina = answers_to(&server, "gina")?;
+    assert_eq!(to_gina.len(), 1);
+    assert_eq!(to_gina[0].activity["type"], "Reject");
+    assert_eq!(
+        to_gina[0].activity["actor"],
+        format!("{}/actor", server.base)
+    );
+    Ok(())
+}
+
+fn api_keeps_the_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let event = event(&server, 5, false)?;
+    let reply = server.send_json(
+        "POST",
+        &format!("/api/v1/events/{event}/occurrences/{RECURRENCE_ID}/bookings"),
+        &json!({"attendee": "ap:mallory@elsewhere.example"}),
+    )?;
+    assert_eq!(reply.status, 422, "{}", reply.body);
+    assert!(reply.body.contains("attendee"), "{}", reply.body);
+    Ok(())
+}
+
+on_both_backends!(
+    full_event_rejects_the_next_join_with_its_reason,
+    waitlisted_join_is_told_so_and_promoted_later,
+    tentative_answers_take_no_seat,
+    organizer_cancelling_a_remote_booking_tells_the_person,
+    joins_of_unknown_events_are_rejected,
+    api_keeps_the_remote_attendee_prefix
+);
