@@ -207,7 +207,8 @@ fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow:
     // The published event names nobody who booked.
     let object = server.get_accept(&format!("/events/{event}"), "application/activity+json")?;
     assert_eq!(object.status, 200, "{}", object.body);
-    assert!(!object.body.contains("bob") && !object.body.contains("alice"));
+    assert!(!object.body.contains("bob"), "{}", object.body);
+    assert!(!object.body.contains("alice"), "{}", object.body);
     Ok(())
 }
 
@@ -232,7 +233,7 @@ fn waitlisted_join_is_told_so_and_promoted_later(backend: Backend) -> anyhow::Re
     assert!(text.contains("waitlist"), "{text}");
     assert_eq!(state_of(&server, event, "dave")?, "waitlisted");
 
-    // Carol undoes her Join by id alone; Dave moves up and is told with an Accept.
+    // Carol undoes her Join by id alone; Dave moves up and gets an Accept.
     let undo = activity(&peer, "carol", "Undo", 1, &json!(carol_join["id"]));
     assert_eq!(deliver(&server, "/inbox", &undo)?.status, 202);
     assert_eq!(state_of(&server, event, "carol")?, "left");

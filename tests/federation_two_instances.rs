@@ -201,4 +201,193 @@ fn agent_delete(server: &TestServer, path: &str) -> anyhow::Result<u16> {
     Ok(common::Reply::from_result(result)?.status)
 }
 
-on_both_backends!(remote_events_follow_their_origin);
+/// A and B know each other: A trusts B and follows it.
+fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64)> {
+    let a = start(backend)?;
+    let b = start(backend)?;
+    let b_domain = b.base.trim_start_matches("http://").to_owned();
+    let reply = b.send_json(
+        "POST",
+        "/api/v1/calendars",
+        &json!({"slug": "choir", "name": "Choir", "default_zone": "Europe/Berlin"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let out = run_cli(
+        &a.db,
+        &[
+            "--federation-allow-localhost",
+            "--public-url",
+            &a.base,
+            "peer",
+            "add",
+            &b_domain,
+            "--trust",
+        ],
+    )?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    deliver_outbox(&a, &b, 0)?;
+    let (b_cursor, _) = deliver_outbox(&b, &a, 0)?;
+    Ok((a, b, b_cursor))
+}
+
+/// A GET or DELETE with the write token.
+fn authed(server: &TestServer, method: &str, path: &str) -> anyhow::Result<common::Reply> {
+    let result = common::agent()
+        .request(method, &server.url(path))
+        .set("Authorization", &format!("Bearer {}", server.token))
+        .call();
+    common::Reply::from_result(result)
+}
+
+fn rsvp_state(a: &TestServer, person: &str) -> anyhow::Result<Vec<Value>> {
+    let reply = authed(a, "GET", &format!("/api/v1/people/{person}/rsvps"))?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(reply.json()?["rsvps"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// States of the remote RSVPs to one of `server`'s events, in the organizer's listing.
+fn incoming_states(server: &TestServer, event: i64) -> anyhow::Result<Vec<String>> {
+    let listed = authed(server, "GET", &format!("/api/v1/events/{event}/rsvps"))?.json()?;
+    Ok(listed["rsvps"]
+        .as_array()
+        .context("rsvps")?
+        .iter()
+        .filter_map(|r| r["state"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// A person's reminders for one occurrence of a remote event.
+fn remote_reminders(
+    server: &TestServer,
+    remote_id: i64,
+    rid: chrono::DateTime<Utc>,
+    person: &str,
+) -> anyhow::Result<Vec<rose_events::notify::reminders::ReminderStatus>> {
+    let mut conn = server.db.connect()?;
+    Ok(rose_events::notify::reminders::jobs_of(
+        &mut conn,
+        rose_events::notify::reminders::OccurrenceRef {
+            event_id: remote_id,
+            recurrence_id: Some(rid),
+            remote: true,
+        },
+        person,
+    )?)
+}
+
+/// A's people RSVP to B's event: the first is accepted and gets reminders, the next is
+/// refused with B's reason once B's own bookings fill the occurrence.
+fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
+    let (a, b, b_cursor) = trusted_pair(backend)?;
+    let today = Utc::now().date_naive();
+    let monday = today + Duration::days(7 - i64::from(today.weekday().num_days_from_monday()));
+    let reply = b.send_json(
+        "POST",
+        "/api/v1/calendars/choir/events",
+        &json!({
+            "title": "Rehearsal",
+            "start": format!("{monday}T19:00:00"),
+            "zone": "Europe/Berlin",
+            "duration": "PT2H",
+            "rrule": "FREQ=WEEKLY;COUNT=3",
+            "capacity": 2,
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let b_event = reply.json()?["id"].as_i64().context("event id")?;
+    let (b_cursor, _) = deliver_outbox(&b, &a, b_cursor)?;
+
+    // A's agenda shows B's three occurrences; Alice joins the second.
+    let listed = agenda(
+        &a,
+        &monday.to_string(),
+        &(monday + Duration::days(30)).to_string(),
+    )?;
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let second = &listed[1];
+    let remote_id = second["remote_event_id"]
+        .as_i64()
+        .context("remote_event_id")?;
+    let occurrence = second["start_utc"]
+        .as_str()
+        .context("start_utc")?
+        .to_owned();
+    for person in ["alice", "carl"] {
+        let reply = a.send_json(
+            "PUT",
+            &format!("/api/v1/people/{person}"),
+            &json!({"email": format!("{person}@example.org"), "channels": ["email"], "reminder_offsets_minutes": [60]}),
+        )?;
+        assert!(reply.status < 300, "{}", reply.body);
+    }
+    let reply = a.send_json(
+        "POST",
+        "/api/v1/people/alice/rsvps",
+        &json!({"remote_event_id": remote_id, "occurrence": occurrence}),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(reply.json()?["state"], "requested");
+    let (mut a_cursor, joins) = deliver_outbox(&a, &b, 0)?;
+    assert!(!joins.is_empty(), "the Join reaches B");
+    let (b_cursor, answers) = deliver_outbox(&b, &a, b_cursor)?;
+    assert_eq!(answers.len(), 1, "B answers the Join");
+    let alice = rsvp_state(&a, "alice")?;
+    assert_eq!(alice[0]["state"], "accepted", "{alice:?}");
+
+    let rid = chrono::DateTime::parse_from_rfc3339(&occurrence)?.to_utc();
+    let reminders = remote_reminders(&a, remote_id, rid, "alice")?;
+    assert_eq!(reminders.len(), 1, "{reminders:?}");
+    assert_eq!(reminders[0].run_at, rid - Duration::minutes(60));
+
+    // B's own booking takes the last seat; Carl's Join is refused with B's reason.
+    let b_rid = rid.format("%Y%m%dT%H%M%SZ").to_string();
+    let reply = b.send_json(
+        "POST",
+        &format!("/api/v1/events/{b_event}/occurrences/{b_rid}/bookings"),
+        &json!({"attendee": "bert"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reply = a.send_json(
+        "POST",
+        "/api/v1/people/carl/rsvps",
+        &json!({"remote_event_id": remote_id, "occurrence": occurrence}),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let (cursor, _) = deliver_outbox(&a, &b, a_cursor)?;
+    a_cursor = cursor;
+    let (_, answers) = deliver_outbox(&b, &a, b_cursor)?;
+    assert_eq!(answers.len(), 1, "B answers Carl");
+    let carl = rsvp_state(&a, "carl")?;
+    assert_eq!(carl[0]["state"], "refused", "{carl:?}");
+    let reason = carl[0]["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("full") && reason.contains("Rehearsal"),
+        "{reason}"
+    );
+
+    // Alice withdraws: B frees her seat and her reminders are gone.
+    let rsvp_id = alice[0]["id"].as_i64().context("rsvp id")?;
+    let reply = authed(
+        &a,
+        "DELETE",
+        &format!("/api/v1/people/alice/rsvps/{rsvp_id}"),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    assert_eq!(reply.json()?["state"], "left");
+    deliver_outbox(&a, &b, a_cursor)?;
+    assert!(remote_reminders(&a, remote_id, rid, "alice")?.is_empty());
+    assert_eq!(incoming_states(&b, b_event)?, vec!["left", "refused"]);
+    Ok(())
+}
+
+on_both_backends!(
+    remote_events_follow_their_origin,
+    people_rsvp_to_a_peers_event
+);

@@ -56,6 +56,8 @@ pub struct AgendaEntry {
     origin: String,
     /// Our event id; `null` for remote events.
     event_id: Option<i64>,
+    /// A remote event's id here, which our people's RSVPs name; `null` for our events.
+    remote_event_id: Option<i64>,
     calendar: String,
     uid: String,
     recurrence_id: Option<String>,
@@ -155,6 +157,7 @@ fn entry(item: &AgendaItem, slugs: &HashMap<i64, String>, public_url: &str) -> A
     AgendaEntry {
         origin: LOCAL_ORIGIN.to_owned(),
         event_id: Some(item.event_id),
+        remote_event_id: None,
         calendar: slugs.get(&item.calendar_id).cloned().unwrap_or_default(),
         uid: occurrence.uid.clone(),
         recurrence_id: occurrence.recurrence_id.map(format_utc),
@@ -188,6 +191,7 @@ fn remote_entry(
     AgendaEntry {
         origin: event.origin.clone(),
         event_id: None,
+        remote_event_id: Some(event.id),
         calendar: event.actor_id.clone(),
         uid: event.object_id.clone(),
         recurrence_id: event.rrule.as_ref().map(|_| format_utc(start)),

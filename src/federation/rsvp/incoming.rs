@@ -441,9 +441,22 @@ fn not_going(
     occurrence: &LocalOccurrence,
     now: DateTime<Utc>,
 ) -> Result<String, Error> {
-    match find_row(conn, occurrence.key, sender.actor_id)? {
-        Some(row) => give_up(conn, &row, now),
-        None => Ok("ignored: this actor has no RSVP for that occurrence".to_owned()),
+    if let Some(row) = find_row(conn, occurrence.key, sender.actor_id)? {
+        return give_up(conn, &row, now);
+    }
+    // A Leave of a series that names no occurrence means the person's one open RSVP to it.
+    let open: Vec<Row> = incoming_rsvps::table
+        .filter(incoming_rsvps::event_id.eq(occurrence.key.event_id))
+        .filter(incoming_rsvps::actor_id.eq(sender.actor_id))
+        .filter(incoming_rsvps::state.eq_any(["booked", "waitlisted"]))
+        .load(conn)?;
+    match open.as_slice() {
+        [only] => give_up(conn, only, now),
+        [] => Ok("ignored: this actor has no RSVP for that occurrence".to_owned()),
+        _ => Ok(
+            "ignored: this actor has several RSVPs to the series; the Leave names none of them"
+                .to_owned(),
+        ),
     }
 }
 
@@ -544,7 +557,7 @@ fn record(
     Ok(incoming_rsvps::table.find(id).first(conn)?)
 }
 
-/// The part of a received activity an answer repeats as its object: id, type, actor and the
+/// Returns the part of a received activity that an answer repeats as its object: id, type, actor and the
 /// object's id. Nothing else of it (and nothing of other attendees) goes back out.
 fn answered_activity(activity: &Value) -> Value {
     let object = activity
@@ -655,8 +668,8 @@ pub fn booking_started(
 }
 
 /// Called by the booking transaction when a remote person's booking stops taking seats.
-/// When the person did not leave themselves, the organizer cancelled it, and the person is
-/// told with a `Reject`.
+/// When the person did not leave themselves, the organizer cancelled it, and the person gets
+/// a `Reject`.
 pub fn booking_ended(
     conn: &mut AnyConnection,
     booking: &Booking,

@@ -279,8 +279,11 @@ pub fn leave(
             let occurrence = reminder_ref(event, row.occurrence_start.and_utc());
             reminders::cancel(conn, occurrence, person)?;
             let actor = actors::person_id(public_url, person);
-            let activity = json!({
-                "@context": "https://www.w3.org/ns/activitystreams",
+            let mut activity = json!({
+                "@context": [
+                    "https://www.w3.org/ns/activitystreams",
+                    {"rose": "https://rose-ash.org/ns/events#"}
+                ],
                 "id": format!("{}/leave", row.join_activity_id),
                 "type": "Leave",
                 "actor": actor,
@@ -288,6 +291,14 @@ pub fn leave(
                 "to": [event.actor_id],
                 "published": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
             });
+            // Like the Join, the Leave names a series' occurrence by its recurrence id.
+            if event.rrule.is_some() {
+                activity["rose:recurrenceId"] = Value::String(
+                    row.occurrence_start
+                        .and_utc()
+                        .to_rfc3339_opts(SecondsFormat::Secs, true),
+                );
+            }
             outbox::publish(conn, &activity, std::slice::from_ref(&row.inbox))?;
         }
         let row: Row = outgoing_rsvps::table.find(row.id).first(conn)?;
