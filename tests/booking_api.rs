@@ -487,7 +487,11 @@ fn bad_booking_input_is_named_and_writes_nothing(backend: Backend) -> anyhow::Re
         &json!({"attendee": "ok", "seats": "two"}),
         None,
     );
-    assert_eq!(malformed.status, 400);
+    // A wrong type names the field and the value, like every other bad field.
+    assert_eq!(malformed.status, 422, "{}", malformed.body);
+    let problem = malformed.json()?;
+    assert_eq!(problem["field"], "seats", "{problem}");
+    assert_eq!(problem["value"], "two", "{problem}");
     let bad_id = book(
         &server,
         "/api/v1/events/1/occurrences/tomorrow",

@@ -303,7 +303,32 @@ fn floating_times_go_out_with_the_calendar_offset(backend: Backend) -> anyhow::R
     Ok(())
 }
 
+fn wrong_json_types_name_the_field(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start(backend)?;
+    create_calendar(&server, "club")?;
+    let reply = post_event(
+        &server,
+        "club",
+        &json!({"title": "Talk", "start": "2027-01-01T10:00:00", "capacity": "ten"}),
+    )?;
+    assert_rejected(&reply, 422, "capacity")?;
+    assert_eq!(reply.json()?["value"], "ten", "{}", reply.body);
+    let reply = post_event(
+        &server,
+        "club",
+        &json!({"title": ["Talk"], "start": "2027-01-01T10:00:00"}),
+    )?;
+    assert_rejected(&reply, 422, "title")?;
+    assert_eq!(
+        occurrence_count(&server, "from=2026-12-01&to=2027-12-01")?,
+        0,
+        "nothing was written"
+    );
+    Ok(())
+}
+
 on_both_backends!(
+    wrong_json_types_name_the_field,
     floating_times_go_out_with_the_calendar_offset,
     costly_rules_are_rejected_at_creation,
     times_outside_years_1_to_9999_are_rejected,

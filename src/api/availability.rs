@@ -6,6 +6,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::bookings::{check_attendee, occurrence_key};
 use super::{ApiError, AppState, require_token};
 use crate::availability::facts::{self, Target};
@@ -175,7 +176,7 @@ async fn add_busy_block(
     request: HttpRequest,
     state: web::Data<AppState>,
     attendee: web::Path<String>,
-    input: web::Json<BusyBlockInput>,
+    input: Json<BusyBlockInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let attendee = attendee.into_inner();

@@ -13,6 +13,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::{ApiError, AppState, MAX_JSON_BODY_BYTES, require_token};
 use crate::availability::facts::EventSettings;
 use crate::booking::apply::Answer;
@@ -166,7 +167,7 @@ async fn set_capacity(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(i64, String)>,
-    input: web::Json<CapacityInput>,
+    input: Json<CapacityInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let key = occurrence_key(path.0, &path.1)?;
@@ -189,7 +190,7 @@ async fn put_settings(
     request: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    input: web::Json<SettingsInput>,
+    input: Json<SettingsInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let event_id = id.into_inner();
@@ -378,8 +379,9 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
             limit: MAX_JSON_BODY_BYTES,
         });
     }
-    serde_json::from_slice(body)
-        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid JSON body: {e}")))?;
+    super::body::decode(&value)
 }
 
 fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {

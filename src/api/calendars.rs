@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::body::Json;
 use super::event_json::parse_zone;
 use super::{ApiError, AppState, require_token};
 use crate::calendar::validate::check_calendar;
@@ -77,7 +78,7 @@ async fn list(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
 async fn create(
     request: HttpRequest,
     state: web::Data<AppState>,
-    input: web::Json<CalendarInput>,
+    input: Json<CalendarInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let input = input.into_inner();
@@ -113,7 +114,7 @@ async fn update(
     request: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    input: web::Json<CalendarInput>,
+    input: Json<CalendarInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let slug = slug.into_inner();

@@ -3,6 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
+use super::body::Json;
 use super::event_json::{EventInput, event_from_input, event_output, parse_duration, parse_moment};
 use super::{ApiError, AppState, require_token};
 use chrono::{DateTime, Utc};
@@ -70,7 +71,7 @@ async fn create(
     request: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    input: web::Json<EventInput>,
+    input: Json<EventInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let slug = slug.into_inner();
@@ -115,7 +116,7 @@ async fn update(
     request: HttpRequest,
     state: web::Data<AppState>,
     id: web::Path<i64>,
-    input: web::Json<EventInput>,
+    input: Json<EventInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let id = id.into_inner();
@@ -175,7 +176,7 @@ async fn put_override(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(i64, String)>,
-    input: web::Json<OverrideInput>,
+    input: Json<OverrideInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let (id, recurrence_id) = path.into_inner();

@@ -5,6 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::{ApiError, AppState, require_token};
 use crate::calendar::store;
 use crate::federation::follows::{self, FollowTarget};
@@ -50,7 +51,7 @@ struct AddPeer {
 async fn add_peer(
     request: HttpRequest,
     state: web::Data<AppState>,
-    body: web::Json<AddPeer>,
+    body: Json<AddPeer>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let body = body.into_inner();
@@ -92,7 +93,7 @@ async fn set_peer(
     request: HttpRequest,
     state: web::Data<AppState>,
     domain: web::Path<String>,
-    body: web::Json<SetPeer>,
+    body: Json<SetPeer>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let domain = peers::normalise_domain(&domain.into_inner()).map_err(ApiError::Invalid)?;
@@ -142,7 +143,7 @@ async fn set_calendar_federation(
     request: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: web::Json<CalendarFederation>,
+    body: Json<CalendarFederation>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let slug = slug.into_inner();
@@ -189,7 +190,7 @@ async fn decide_follower(
     request: HttpRequest,
     state: web::Data<AppState>,
     slug: web::Path<String>,
-    body: web::Json<Decision>,
+    body: Json<Decision>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let slug = slug.into_inner();

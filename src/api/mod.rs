@@ -6,6 +6,7 @@
 mod activitypub;
 mod agenda;
 mod availability;
+mod body;
 mod bookings;
 mod calendars;
 pub mod error;

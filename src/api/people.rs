@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::{ApiError, AppState, require_token};
 use crate::notify::check_person_id;
 use crate::notify::people::{self, PreferencesChange};
@@ -54,7 +55,7 @@ async fn update(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    change: web::Json<PreferencesChange>,
+    change: Json<PreferencesChange>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let id = person_id(&path.into_inner())?;
@@ -133,7 +134,7 @@ async fn remind(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    input: web::Json<OccurrenceInput>,
+    input: Json<OccurrenceInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let id = person_id(&path.into_inner())?;
@@ -153,7 +154,7 @@ async fn forget(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    input: web::Json<OccurrenceInput>,
+    input: Json<OccurrenceInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let id = person_id(&path.into_inner())?;

@@ -4,6 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::{ApiError, AppState, require_token};
 use crate::notify::subscriptions::{self, BrowserSubscription};
 
@@ -33,7 +34,7 @@ struct SubscribeInput {
 async fn subscribe(
     request: HttpRequest,
     state: web::Data<AppState>,
-    input: web::Json<SubscribeInput>,
+    input: Json<SubscribeInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let input = input.into_inner();
@@ -60,7 +61,7 @@ struct UnsubscribeInput {
 async fn unsubscribe(
     request: HttpRequest,
     state: web::Data<AppState>,
-    input: web::Json<UnsubscribeInput>,
+    input: Json<UnsubscribeInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let endpoint = input.into_inner().endpoint;

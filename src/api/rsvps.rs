@@ -7,6 +7,7 @@ use diesel::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::body::Json;
 use super::{ApiError, AppState, require_token};
 use crate::db::schema::incoming_rsvps;
 use crate::federation::fetch::{FetchBudget, fetch_json};
@@ -54,7 +55,7 @@ async fn join(
     request: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    body: web::Json<JoinInput>,
+    body: Json<JoinInput>,
 ) -> Result<HttpResponse, ApiError> {
     require_token(&request, &state).await?;
     let person = person_id(&path.into_inner())?;
