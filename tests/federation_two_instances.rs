@@ -282,6 +282,45 @@ fn remote_reminders(
     )?)
 }
 
+/// Books `person` on a new local event of `server` starting at `start` and returns the
+/// verdict.
+fn local_booking_at(
+    server: &TestServer,
+    start: chrono::DateTime<Utc>,
+    person: &str,
+) -> anyhow::Result<String> {
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars",
+        &json!({"slug": "home", "name": "Home", "default_zone": "UTC"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/home/events",
+        &json!({
+            "title": "Dinner",
+            "start": start.format("%Y-%m-%dT%H:%M:%S").to_string(),
+            "zone": "UTC",
+            "duration": "PT1H",
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let id = reply.json()?["id"].as_i64().context("event id")?;
+    let reply = server.send_json(
+        "POST",
+        &format!(
+            "/api/v1/events/{id}/occurrences/{}/bookings",
+            start.format("%Y%m%dT%H%M%SZ")
+        ),
+        &json!({"attendee": person}),
+    )?;
+    Ok(reply.json()?["verdict"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// A's people RSVP to B's event: the first is accepted and gets reminders, the next is
 /// refused with B's reason once B's own bookings fill the occurrence.
 fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
@@ -345,6 +384,11 @@ fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
     let reminders = remote_reminders(&a, remote_id, rid, "alice")?;
     assert_eq!(reminders.len(), 1, "{reminders:?}");
     assert_eq!(reminders[0].run_at, rid - Duration::minutes(60));
+    assert_eq!(
+        local_booking_at(&a, rid, "alice")?,
+        "conflict",
+        "the remote occurrence makes Alice busy on A"
+    );
 
     // B's own booking takes the last seat; Carl's Join is refused with B's reason.
     let b_rid = rid.format("%Y%m%dT%H%M%SZ").to_string();

@@ -1,5 +1,5 @@
-//! Loading facts from storage: one person's live bookings and busy blocks near one window,
-//! and the booking settings of the events involved.
+//! Loading facts from storage: one person's live bookings, busy blocks and RSVPs to remote
+//! events near one window, and the booking settings of the events involved.
 //!
 //! Queries filter by person and time with the `(attendee, starts_at)` indexes, so a decision
 //! reads only the rows near the requested occurrence.
@@ -12,7 +12,10 @@ use diesel::prelude::*;
 use super::{BusyBlockFact, Facts, MAX_FACTS, OccurrenceFact, Origin, RequestFact};
 use crate::calendar::time::Window;
 use crate::db::AnyConnection;
-use crate::db::schema::{booking_settings, bookings, busy_blocks};
+use crate::db::schema::{
+    booking_settings, bookings, busy_blocks, outgoing_rsvps, peers, remote_events,
+    remote_occurrences,
+};
 
 /// Maximum buffer an event may ask for, in seconds. Bookings are loaded this far outside a
 /// window because a buffer can make them reach into it.
@@ -75,6 +78,19 @@ pub struct PersonBlock {
     pub end: DateTime<Utc>,
 }
 
+/// An occurrence of a remote event that one person has joined (or asked to join).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PersonRemote {
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// The peer it comes from.
+    pub origin: String,
+    /// Whether that peer is trusted now.
+    pub trusted: bool,
+}
+
 /// One person's calendar as far as a decision needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PersonFacts {
@@ -82,6 +98,8 @@ pub struct PersonFacts {
     pub bookings: Vec<PersonBooking>,
     /// Busy blocks near the window.
     pub blocks: Vec<PersonBlock>,
+    /// Remote occurrences near the window with an RSVP that is requested or accepted.
+    pub remote: Vec<PersonRemote>,
 }
 
 /// The occurrence a request is about, with its capacity row.
@@ -198,6 +216,7 @@ pub fn load_people(
             }
         }
     }
+    count += load_remote(conn, attendees, from, to, &mut people)?;
     if count > MAX_FACTS {
         return Err(Error::TooManyFacts {
             count,
@@ -205,6 +224,71 @@ pub fn load_people(
         });
     }
     Ok(people)
+}
+
+/// Adds the remote occurrences that `attendees` joined or asked to join, within `[from, to)`,
+/// and returns how many it added. A series' occurrence is the one starting at the RSVP's
+/// occurrence start; a one-off event's is its only one, wherever its origin moved it.
+fn load_remote(
+    conn: &mut AnyConnection,
+    attendees: &[&str],
+    from: NaiveDateTime,
+    to: NaiveDateTime,
+    people: &mut HashMap<String, PersonFacts>,
+) -> Result<usize, Error> {
+    let mut count = 0;
+    for chunk in attendees.chunks(500) {
+        let rsvps = outgoing_rsvps::table
+            .inner_join(remote_events::table)
+            .filter(outgoing_rsvps::person.eq_any(chunk))
+            .filter(outgoing_rsvps::state.eq_any(["requested", "accepted"]))
+            .filter(remote_events::deleted.eq(false))
+            .filter(remote_events::status.ne("cancelled"))
+            .select((
+                outgoing_rsvps::person,
+                remote_events::id,
+                remote_events::rrule.is_not_null(),
+                outgoing_rsvps::occurrence_start,
+                remote_events::origin,
+            ))
+            .limit(MAX_FACTS as i64 + 1)
+            .load::<(String, i64, bool, NaiveDateTime, String)>(conn)?;
+        for (person, remote_event_id, series, occurrence_start, origin) in rsvps {
+            let mut spans = remote_occurrences::table
+                .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
+                .select((remote_occurrences::start_at, remote_occurrences::end_at))
+                .order(remote_occurrences::start_at.asc())
+                .into_boxed();
+            if series {
+                spans = spans.filter(remote_occurrences::start_at.eq(occurrence_start));
+            }
+            let Some((start, end)) = spans
+                .first::<(NaiveDateTime, NaiveDateTime)>(conn)
+                .optional()?
+            else {
+                continue;
+            };
+            if start >= to || end <= from {
+                continue;
+            }
+            let trusted = peers::table
+                .filter(peers::domain.eq(&origin))
+                .select(peers::state)
+                .first::<String>(conn)
+                .optional()?
+                .is_some_and(|state| state == "trusted");
+            if let Some(facts) = people.get_mut(&person) {
+                facts.remote.push(PersonRemote {
+                    start: start.and_utc(),
+                    end: end.and_utc(),
+                    origin,
+                    trusted,
+                });
+                count += 1;
+            }
+        }
+    }
+    Ok(count)
 }
 
 /// Builds the rules' view of a local occurrence. The caller fills in the seats.
@@ -272,6 +356,32 @@ pub fn facts_for<S: std::hash::BuildHasher>(
             &event_settings,
         ));
     }
+    // Each peer gets its own origin index, in order of first appearance.
+    let mut origins: Vec<&str> = Vec::new();
+    for remote in &person.remote {
+        let index = origins
+            .iter()
+            .position(|o| *o == remote.origin)
+            .unwrap_or_else(|| {
+                origins.push(&remote.origin);
+                origins.len() - 1
+            });
+        facts.booked.push(facts.occurrences.len() as u32);
+        facts.occurrences.push(OccurrenceFact {
+            start: remote.start.timestamp(),
+            end: remote.end.timestamp(),
+            origin: Origin::Remote(index as u32),
+            trusted: remote.trusted,
+            cancelled: false,
+            capacity: None,
+            seats_taken: 0,
+            seats_held: 0,
+            buffer_before: 0,
+            buffer_after: 0,
+            opens_at: None,
+            closes_at: None,
+        });
+    }
     facts.busy_blocks = person
         .blocks
         .iter()
@@ -329,6 +439,7 @@ mod tests {
                 },
             ],
             blocks: vec![],
+            remote: vec![],
         };
         let facts = facts_for(Some(&target), &person, &HashMap::new(), at(0), None, None);
         assert_eq!(facts.booked, [0, 1]);
@@ -369,10 +480,48 @@ mod tests {
                 start: at(1),
                 end: at(2),
             }],
+            remote: vec![],
         };
         let facts = facts_for(None, &person, &HashMap::new(), at(0), None, None);
         let busy = evaluate(&facts).busy;
         assert_eq!(busy.len(), 1);
         assert_eq!(busy[0].source, BusySource::Block(4));
+    }
+
+    #[test]
+    fn joined_remote_occurrences_conflict_only_while_their_server_is_trusted() {
+        let settings = EventSettings::default();
+        let target = Target {
+            fact: local_occurrence(at(10), at(12), false, None, &settings),
+            capacity_id: None,
+        };
+        let joined = |trusted| PersonFacts {
+            remote: vec![PersonRemote {
+                start: at(11),
+                end: at(13),
+                origin: "peer.example".to_owned(),
+                trusted,
+            }],
+            ..PersonFacts::default()
+        };
+        let request = Some(RequestFact {
+            occurrence: 0,
+            seats: 1,
+            kind: crate::availability::RequestKind::Book,
+            waitlist: false,
+            hold_lapsed: false,
+        });
+        let verdict = |person: &PersonFacts| {
+            let facts = facts_for(Some(&target), person, &HashMap::new(), at(0), request, None);
+            evaluate(&facts).decision.map(|d| d.verdict)
+        };
+        assert_eq!(
+            verdict(&joined(true)),
+            Some(crate::availability::Verdict::Conflict)
+        );
+        assert_eq!(
+            verdict(&joined(false)),
+            Some(crate::availability::Verdict::Booked)
+        );
     }
 }

@@ -60,9 +60,11 @@ crepe! {
     struct Refused(u32);
 
     // A live booking keeps the person busy for its occurrence; a busy block has no buffers.
+    // A remote occurrence the person joined counts only while its server is trusted: a server
+    // that is not trusted cannot block local bookings by moving its events onto them.
     Span(BusySource::Booking(o), s, e, b, a) <-
         Booked(o),
-        Occurrence(o, s, e, _, _),
+        Occurrence(o, s, e, _, true),
         Buffer(o, b, a);
     Span(BusySource::Block(id), s, e, 0, 0) <- BusyBlock(id, s, e);
 

@@ -371,6 +371,7 @@ diesel::joinable!(event_overrides -> events (event_id));
 diesel::joinable!(followers -> calendars (calendar_id));
 diesel::joinable!(calendar_federation -> calendars (calendar_id));
 diesel::joinable!(remote_occurrences -> remote_events (remote_event_id));
+diesel::joinable!(outgoing_rsvps -> remote_events (remote_event_id));
 diesel::joinable!(bookings -> occurrence_capacities (capacity_id));
 diesel::joinable!(calendar_follows -> calendars (calendar_id));
 
