@@ -221,12 +221,10 @@ fn waitlisted_join_is_told_so_and_promoted_later(backend: Backend) -> anyhow::Re
     let event = event(&server, 1, true)?;
     let carol_join = join(&peer, &server, "carol", 1, event);
     assert_eq!(deliver(&server, "/inbox", &carol_join)?.status, 202);
-    assert_eq!(
-        deliver(&server, "/inbox", &join(&peer, &server, "dave", 1, event))?.status,
-        202
-    );
+    let reply = deliver(&server, "/inbox", &join(&peer, &server, "dave", 1, event))?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
     let to_dave = answers_to(&server, "dave")?;
-    assert_eq!(to_dave.len(), 1);
+    assert_eq!(to_dave.len(), 1, "{}", reply.body);
     assert_eq!(to_dave[0].activity["type"], "TentativeAccept");
     assert_eq!(to_dave[0].activity["rose:waitlisted"], true);
     let text = to_dave[0].activity["content"].as_str().unwrap_or_default();
@@ -254,8 +252,9 @@ fn tentative_answers_take_no_seat(backend: Backend) -> anyhow::Result<()> {
 
     // Accept of the Event means going, TentativeAccept means maybe, Reject means not going.
     let going = activity(&peer, "erin", "Accept", 1, &object);
-    assert_eq!(deliver(&server, "/inbox", &going)?.status, 202);
-    assert_eq!(seats_taken(&server, event)?, 1);
+    let reply = deliver(&server, "/inbox", &going)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(seats_taken(&server, event)?, 1, "{}", reply.body);
     let maybe = activity(&peer, "erin", "TentativeAccept", 1, &object);
     assert_eq!(deliver(&server, "/inbox", &maybe)?.status, 202);
     assert_eq!(state_of(&server, event, "erin")?, "tentative");
@@ -344,7 +343,149 @@ fn api_keeps_the_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 
+fn remote_event(peer: &FakePeer, kind: &str, start: &str, updated: &str) -> Value {
+    json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/activities/{kind}-{updated}", peer.base),
+        "type": kind,
+        "actor": format!("{}/users/org", peer.base),
+        "object": {
+            "id": format!("{}/events/picnic", peer.base),
+            "type": "Event",
+            "name": "Picnic",
+            "attributedTo": format!("{}/users/org", peer.base),
+            "startTime": start,
+            "timezone": "Europe/Paris",
+            "updated": updated,
+        }
+    })
+}
+
+/// Hana's reminders for remote one-off event `remote_id`.
+fn hana_reminders(
+    server: &TestServer,
+    remote_id: i64,
+) -> anyhow::Result<Vec<rose_events::notify::reminders::ReminderStatus>> {
+    let mut conn = server.db.connect()?;
+    Ok(rose_events::notify::reminders::jobs_of(
+        &mut conn,
+        rose_events::notify::reminders::OccurrenceRef {
+            event_id: remote_id,
+            recurrence_id: None,
+            remote: true,
+        },
+        "hana",
+    )?)
+}
+
+/// Our person RSVPs to a one-off event of a peer that does not expand recurrence (as
+/// Mobilizon): the organizer's Accept brings reminders, its Update moves them, its Delete
+/// cancels the RSVP.
+fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let organizer = peer.add_actor("/users/org", "Person");
+    let out = common::run_cli(&server.db, &["peer", "trust", &peer.domain])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let create = remote_event(
+        &peer,
+        "Create",
+        "2027-05-01T12:00:00+02:00",
+        "2027-01-01T00:00:00Z",
+    );
+    assert_eq!(deliver(&server, "/inbox", &create)?.status, 202);
+    let listed = server
+        .get("/api/v1/agenda?from=2027-04-01&to=2027-06-01")?
+        .json()?;
+    let remote_id = listed["occurrences"][0]["remote_event_id"]
+        .as_i64()
+        .context("remote_event_id")?;
+    let reply = server.send_json(
+        "PUT",
+        "/api/v1/people/hana",
+        &json!({"email": "hana@example.org", "channels": ["email"], "reminder_offsets_minutes": [1440]}),
+    )?;
+    assert!(reply.status < 300, "{}", reply.body);
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/people/hana/rsvps",
+        &json!({"remote_event_id": remote_id}),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let join_id = reply.json()?["join_id"]
+        .as_str()
+        .context("join id")?
+        .to_owned();
+
+    // The Join reaches the organizer's inbox, signed by Hana's actor.
+    let inbox = format!("{}/inbox", organizer.trim_start_matches(&peer.base));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let join = loop {
+        if let Some(seen) = peer
+            .seen()
+            .into_iter()
+            .find(|s| s.method == "POST" && s.target == inbox)
+        {
+            break seen;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no Join delivered: {:?}",
+            peer.seen()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let join: Value = serde_json::from_str(&join.body)?;
+    assert_eq!(join["type"], "Join");
+    assert_eq!(join["actor"], format!("{}/people/hana", server.base));
+    assert_eq!(join["object"], format!("{}/events/picnic", peer.base));
+
+    let accept = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/accepts/1", peer.base),
+        "type": "Accept",
+        "actor": organizer,
+        "object": join_id,
+    });
+    assert_eq!(deliver(&server, "/inbox", &accept)?.status, 202);
+    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    assert_eq!(rsvps["rsvps"][0]["state"], "accepted", "{rsvps}");
+    let first = hana_reminders(&server, remote_id)?;
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].run_at.to_rfc3339(), "2027-04-30T10:00:00+00:00");
+
+    // The organizer moves the picnic by two hours; the reminder follows.
+    let update = remote_event(
+        &peer,
+        "Update",
+        "2027-05-01T14:00:00+02:00",
+        "2027-01-02T00:00:00Z",
+    );
+    assert_eq!(deliver(&server, "/inbox", &update)?.status, 202);
+    let moved = hana_reminders(&server, remote_id)?;
+    assert_eq!(moved[0].run_at.to_rfc3339(), "2027-04-30T12:00:00+00:00");
+
+    // The organizer deletes it: the RSVP is cancelled and the reminder is gone.
+    let delete = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/deletes/1", peer.base),
+        "type": "Delete",
+        "actor": organizer,
+        "object": {"id": format!("{}/events/picnic", peer.base), "type": "Tombstone", "deleted": "2027-01-03T00:00:00Z"},
+    });
+    assert_eq!(deliver(&server, "/inbox", &delete)?.status, 202);
+    assert!(hana_reminders(&server, remote_id)?.is_empty());
+    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    assert_eq!(rsvps["rsvps"][0]["state"], "cancelled", "{rsvps}");
+    Ok(())
+}
+
 on_both_backends!(
+    rsvp_out_follows_the_organizers_changes,
     full_event_rejects_the_next_join_with_its_reason,
     waitlisted_join_is_told_so_and_promoted_later,
     tentative_answers_take_no_seat,

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::Json;
-use super::bookings::{check_attendee, occurrence_key};
+use super::bookings::{check_attendee, check_local_attendee, occurrence_key};
 use super::{ApiError, AppState, require_token};
 use crate::availability::facts::{self, Target};
 use crate::availability::freebusy::free_busy;
@@ -181,6 +181,7 @@ async fn add_busy_block(
     require_token(&request, &state).await?;
     let attendee = attendee.into_inner();
     check_attendee(&attendee)?;
+    check_local_attendee(&attendee)?;
     let input = input.into_inner();
     let start = parse_instant("start", &input.start)?;
     let end = parse_instant("end", &input.end)?;

@@ -386,6 +386,7 @@ fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError
 
 fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {
     check_attendee(&input.attendee)?;
+    check_local_attendee(&input.attendee)?;
     if !(1..=booking::MAX_SEATS_PER_REQUEST).contains(&input.seats) {
         return Err(ApiError::over_limit(
             "seats",
@@ -411,9 +412,9 @@ fn check_booking_input(input: &BookingInput) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Rejects an attendee id that is empty, too long or uses other characters than
-/// `A-Z a-z 0-9 . _ @ : + -`.
-pub(super) fn check_attendee(attendee: &str) -> Result<(), ApiError> {
+/// Rejects a new booking or busy block for an attendee id of a remote person: those book
+/// over ActivityPub only.
+pub(super) fn check_local_attendee(attendee: &str) -> Result<(), ApiError> {
     if crate::federation::rsvp::is_remote_attendee(attendee) {
         return Err(ApiError::invalid(
             "attendee",
@@ -425,6 +426,12 @@ pub(super) fn check_attendee(attendee: &str) -> Result<(), ApiError> {
             ),
         ));
     }
+    Ok(())
+}
+
+/// Rejects an attendee id that is empty, too long or uses other characters than
+/// `A-Z a-z 0-9 . _ @ : + -`.
+pub(super) fn check_attendee(attendee: &str) -> Result<(), ApiError> {
     booking::check_attendee(attendee).map_err(|problem| {
         ApiError::over_limit(
             "attendee",

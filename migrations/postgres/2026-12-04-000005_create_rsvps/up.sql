@@ -40,7 +40,8 @@ CREATE TABLE outgoing_rsvps (
     inbox TEXT NOT NULL,
     join_activity_id TEXT NOT NULL UNIQUE,
     version INTEGER NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('requested', 'accepted', 'waitlisted', 'tentative', 'refused', 'left')),
+    -- cancelled: the organizer cancelled or deleted the occurrence after the person joined.
+    state TEXT NOT NULL CHECK (state IN ('requested', 'accepted', 'waitlisted', 'tentative', 'refused', 'left', 'cancelled')),
     reason TEXT,
     created_at TIMESTAMP NOT NULL,
     updated_at TIMESTAMP NOT NULL,

@@ -454,7 +454,8 @@ async fn store_event(
     Ok(receipt)
 }
 
-/// Moves or removes our people's reminders for a remote event its origin changed or deleted.
+/// Moves or removes our people's reminders for a remote event its origin changed or deleted,
+/// and marks cancelled their RSVPs whose occurrence is gone.
 fn follow_remote_change(
     conn: &mut AnyConnection,
     object_id: &str,
@@ -462,6 +463,8 @@ fn follow_remote_change(
 ) -> Result<(), Rejection> {
     if let Some(stored) = remote::find(conn, object_id).map_err(|e| Rejection::internal(&e))? {
         crate::notify::reminders::remote_event_changed(conn, stored.id, now)
+            .map_err(|e| Rejection::internal(&e))?;
+        rsvp::outgoing::remote_event_changed(conn, stored.id, now)
             .map_err(|e| Rejection::internal(&e))?;
     }
     Ok(())

@@ -34,7 +34,8 @@ pub struct OutgoingRsvp {
     pub object_id: String,
     /// The occurrence's start when the person joined; it names the occurrence.
     pub occurrence: DateTime<Utc>,
-    /// `requested`, `accepted`, `waitlisted`, `tentative`, `refused` or `left`.
+    /// `requested`, `accepted`, `waitlisted`, `tentative`, `refused`, `left` or `cancelled`
+    /// (the organizer cancelled or deleted the occurrence).
     pub state: String,
     /// The organizer's reason, for a refusal or a waitlist.
     pub reason: Option<String>,
@@ -304,6 +305,49 @@ pub fn leave(
         let row: Row = outgoing_rsvps::table.find(row.id).first(conn)?;
         Ok(Some(row.shown()))
     })
+}
+
+/// Marks `cancelled` the open RSVPs to remote event `remote_event_id` whose occurrence its
+/// origin cancelled, removed or deleted, and returns how many. Their reminders are removed by
+/// [`reminders::remote_event_changed`]. Joins the caller's transaction.
+pub fn remote_event_changed(
+    conn: &mut AnyConnection,
+    remote_event_id: i64,
+    now: DateTime<Utc>,
+) -> Result<usize, Error> {
+    let open: Vec<Row> = outgoing_rsvps::table
+        .filter(outgoing_rsvps::remote_event_id.eq(remote_event_id))
+        .filter(outgoing_rsvps::state.eq_any(["requested", "accepted", "waitlisted"]))
+        .load(conn)?;
+    let event: Option<RemoteEvent> = remote_events::table
+        .find(remote_event_id)
+        .first(conn)
+        .optional()?;
+    let mut cancelled = 0;
+    for row in open {
+        let gone = match &event {
+            Some(event) => {
+                let lookup = event
+                    .rrule
+                    .is_some()
+                    .then(|| row.occurrence_start.and_utc());
+                remote_occurrence(conn, remote_event_id, lookup)?.is_none_or(|o| o.cancelled)
+            }
+            None => true,
+        };
+        if gone {
+            diesel::update(outgoing_rsvps::table.find(row.id))
+                .set((
+                    outgoing_rsvps::state.eq("cancelled"),
+                    outgoing_rsvps::reason
+                        .eq("The organizer cancelled or removed this occurrence."),
+                    outgoing_rsvps::updated_at.eq(now.naive_utc()),
+                ))
+                .execute(conn)?;
+            cancelled += 1;
+        }
+    }
+    Ok(cancelled)
 }
 
 /// Lists `person`'s RSVPs to remote events, newest first.
