@@ -144,7 +144,7 @@ impl From<crate::booking::Error> for ApiError {
                 )
             }
             E::Calendar(inner) => inner.into(),
-            E::Facts(_) | E::Notify(_) | E::Corrupt(_) | E::Database(_) => {
+            E::Facts(_) | E::Notify(_) | E::Queue(_) | E::Corrupt(_) | E::Database(_) => {
                 ApiError::Internal(error.to_string())
             }
         }

@@ -24,8 +24,12 @@ pub mod outbox;
 pub mod peers;
 pub mod protocol;
 pub mod publish;
+pub mod published;
+pub mod refresh;
 pub mod remote;
 pub mod remote_actors;
+pub mod remote_series;
+pub mod series;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
@@ -147,4 +151,7 @@ pub enum Error {
     /// Enqueueing a delivery failed.
     #[error(transparent)]
     Delivery(#[from] crate::delivery::Error),
+    /// Reading the seats of an event's occurrences failed.
+    #[error(transparent)]
+    Booking(#[from] crate::booking::Error),
 }

@@ -341,16 +341,31 @@ async fn store_event(
     let now = checked.now;
     let json = object.to_string();
     let receipt = with_receipt(context, &checked, move |conn| {
-        let outcome =
+        let stored =
             remote::upsert(conn, &origin, &actor_id, &data, &json, now).map_err(|e| match e {
                 crate::federation::Error::Invalid(field) => Rejection::invalid(&field),
                 other => Rejection::internal(&other),
             })?;
-        Ok(describe(&outcome, &data.object_id))
+        // NOTE: `stored.moved` lists the remote occurrences that moved or vanished. Nothing
+        // local follows remote occurrences yet; reminders of RSVPs to them will.
+        log_moved(&stored);
+        Ok(describe(&stored.outcome, &data.object_id))
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);
     Ok(receipt)
+}
+
+fn log_moved(stored: &remote::Stored) {
+    for moved in &stored.moved {
+        tracing::debug!(
+            remote_event = moved.remote_event_id,
+            recurrence_id = %moved.recurrence_id,
+            old_start = %moved.old_start,
+            new_start = ?moved.new_start,
+            "remote occurrence moved"
+        );
+    }
 }
 
 fn describe(outcome: &Outcome, object_id: &str) -> String {
@@ -405,9 +420,10 @@ async fn delete(
     let origin = domain_of(&checked.envelope.actor).unwrap_or_default();
     let version = deletion_time(&checked);
     let receipt = with_receipt(context, &checked, move |conn| {
-        let outcome = remote::delete(conn, &origin, &object_id, version)
+        let stored = remote::delete(conn, &origin, &object_id, version)
             .map_err(|e| Rejection::internal(&e))?;
-        Ok(describe(&outcome, &object_id))
+        log_moved(&stored);
+        Ok(describe(&stored.outcome, &object_id))
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);
