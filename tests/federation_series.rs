@@ -320,7 +320,15 @@ fn horizon_run_publishes_new_occurrences(backend: Backend) -> anyhow::Result<()>
     let public_url = "https://events.example";
     let publisher = publish::publisher(&mut conn, public_url, &stored, "choir")?;
 
-    // Published on 2030-01-01: the Mondays up to 60 days ahead, 2030-01-07 to 2030-02-25.
+    // Announced through the API today, years before its first occurrence, then published on
+    // 2030-01-01: the Mondays up to 60 days ahead, 2030-01-07 to 2030-02-25.
+    publish::event_changed(
+        &mut conn,
+        public_url,
+        &stored,
+        "choir",
+        publish::Change::Created,
+    )?;
     let first = series::sync(&mut conn, &publisher, &stored, at("2030-01-01T10:00:00Z"))?;
     assert_eq!(first.created, 8);
 

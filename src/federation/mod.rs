@@ -7,7 +7,11 @@
 //! - a *peer* is another server, named by its host (with the port when it is not the default);
 //! - *origin* of an object is the host of its id. Only the origin may update or delete it;
 //! - a *remote event* is an `Event` received from a trusted peer and stored with its
-//!   occurrences, so that the agenda can list it beside our own.
+//!   occurrences, so that the agenda can list it beside our own;
+//! - an *occurrence object* is an `Event` for one occurrence of a series, linked to the series
+//!   by `rose:series` and keyed by `rose:recurrenceId`, its original start in UTC. We publish
+//!   one per upcoming occurrence ([`series`]) and merge peers' ones into their series
+//!   ([`remote_series`]).
 //!
 //! `protocol` contains wire shapes only, and the other modules contain behaviour.
 

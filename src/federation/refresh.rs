@@ -10,7 +10,7 @@
 use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::{Error, publish, series};
+use super::{Error, publish, published, series};
 use crate::booking::announce::{self, SeatsChanged};
 use crate::calendar::store::{self, StoredEvent};
 use crate::db::schema::{calendars, events};
@@ -86,8 +86,9 @@ impl JobHandler for HorizonHandler {
     }
 }
 
-/// Runs [`series::sync`] for every recurring event whose series has not ended by `now`, one
-/// transaction per event, and schedules the next run. Returns what was sent in total.
+/// Runs [`series::sync`] for every published recurring event whose series has not ended by
+/// `now`, one transaction per event, and schedules the next run. Returns what was sent in
+/// total.
 pub fn roll_horizon(
     conn: &mut AnyConnection,
     public_url: &str,
@@ -100,6 +101,9 @@ pub fn roll_horizon(
             let Some(stored) = store::find_event(conn, event_id)? else {
                 return Ok(series::Sent::default());
             };
+            if !was_announced(conn, public_url, &stored)? {
+                return Ok(series::Sent::default());
+            }
             let publisher = publish::publisher(conn, public_url, &stored, &slug)?;
             series::sync(conn, &publisher, &stored, now)
         })?;
@@ -172,7 +176,8 @@ impl JobHandler for SeatsHandler {
 
 /// Publishes the seats left of the event in `changed` as they are at `now`: a series through
 /// [`series::sync`], a one-off event as an Update of its object. Returns how many activities
-/// were sent; none when the event is gone or peers already have the current count.
+/// were sent. None are sent when the event is gone or was never published, or when peers
+/// already have the current count.
 pub fn seats_changed(
     conn: &mut AnyConnection,
     public_url: &str,
@@ -182,6 +187,9 @@ pub fn seats_changed(
     let Some(stored) = store::find_event(conn, changed.event_id)? else {
         return Ok(0);
     };
+    if !was_announced(conn, public_url, &stored)? {
+        return Ok(0);
+    }
     let Some(calendar) = store::find_calendar_by_id(conn, stored.calendar_id)? else {
         return Ok(0);
     };
@@ -193,6 +201,20 @@ pub fn seats_changed(
             conn, &publisher, &stored, now,
         )?))
     }
+}
+
+/// Returns whether the event's own object was published. Only the event routes of the API
+/// publish, so events from an iCalendar import stay unannounced here too.
+///
+/// NOTE: an event published before occurrence objects existed has no record until its next
+/// change through the API, so until then neither job sends anything about it.
+fn was_announced(
+    conn: &mut AnyConnection,
+    public_url: &str,
+    stored: &StoredEvent,
+) -> Result<bool, Error> {
+    let object_id = format!("{public_url}/events/{}", stored.id);
+    Ok(published::find(conn, &object_id)?.is_some_and(|record| !record.deleted))
 }
 
 fn is_recurring(stored: &StoredEvent) -> bool {

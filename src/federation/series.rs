@@ -232,3 +232,78 @@ pub fn upcoming(stored: &StoredEvent, now: DateTime<Utc>) -> Result<Vec<Occurren
         .take(MAX_OCCURRENCE_OBJECTS)
         .collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::event::{EventDetails, NewEvent, Schedule};
+    use crate::calendar::time::{EventLength, TimeBasis};
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .map(|t| t.to_utc())
+            .unwrap_or_default()
+    }
+
+    fn stored(rrule: Option<&str>) -> StoredEvent {
+        StoredEvent {
+            id: 1,
+            calendar_id: 1,
+            event: NewEvent {
+                uid: "u@test".to_owned(),
+                details: EventDetails::default(),
+                schedule: Schedule {
+                    start: at("2030-01-01T09:00:00Z").naive_utc(),
+                    basis: TimeBasis::Utc,
+                    length: EventLength {
+                        days: 0,
+                        seconds: 7200,
+                    },
+                    rrule: rrule.map(str::to_owned),
+                    rdates: Vec::new(),
+                    exdates: Vec::new(),
+                },
+                capacity: None,
+                overrides: Vec::new(),
+            },
+            sequence: 0,
+            created_at: at("2029-12-01T00:00:00Z"),
+            updated_at: at("2029-12-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn upcoming_stops_at_the_cap() -> Result<(), Error> {
+        let daily = upcoming(&stored(Some("FREQ=DAILY")), at("2030-01-01T00:00:00Z"))?;
+        assert_eq!(daily.len(), MAX_OCCURRENCE_OBJECTS);
+        assert_eq!(daily[0].start, at("2030-01-01T09:00:00Z"));
+        Ok(())
+    }
+
+    #[test]
+    fn upcoming_stops_at_the_horizon() -> Result<(), Error> {
+        let now = at("2030-01-01T00:00:00Z");
+        let weekly = upcoming(&stored(Some("FREQ=WEEKLY")), now)?;
+        assert_eq!(
+            weekly.len(),
+            9,
+            "2030-01-01 to 2030-02-26, the last before 03-02"
+        );
+        assert!(weekly.iter().all(|o| o.start < now + HORIZON));
+        Ok(())
+    }
+
+    #[test]
+    fn upcoming_keeps_a_running_occurrence() -> Result<(), Error> {
+        let during = at("2030-01-08T10:00:00Z");
+        let weekly = upcoming(&stored(Some("FREQ=WEEKLY")), during)?;
+        assert_eq!(weekly[0].start, at("2030-01-08T09:00:00Z"));
+        Ok(())
+    }
+
+    #[test]
+    fn one_off_event_has_no_occurrence_objects() -> Result<(), Error> {
+        assert!(upcoming(&stored(None), at("2029-12-31T00:00:00Z"))?.is_empty());
+        Ok(())
+    }
+}
