@@ -1,5 +1,6 @@
 //! Two servers on 127.0.0.1 with their own databases: A adds and trusts B, B's events reach
-//! A's agenda, follow B's changes and disappear when B deletes them.
+//! A's agenda (a series once, although its occurrences also arrive as objects of their own),
+//! follow B's changes and disappear when B deletes them.
 //!
 //! Every activity goes from one server to the other through the sender's durable delivery
 //! queue: the test only waits until the sender's worker has delivered it.
@@ -77,6 +78,10 @@ fn agenda(server: &TestServer, from: &str, to: &str) -> anyhow::Result<Vec<Value
         .unwrap_or_default())
 }
 
+#[expect(
+    clippy::too_many_lines,
+    reason = "one exchange between two servers, each step building on the one before"
+)]
 fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
     let a = start(backend)?;
     let b = start(backend)?;
@@ -138,7 +143,11 @@ fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
     let event_id = reply.json()?["id"].as_i64().context("event id")?;
     let (cursor, delivered) = deliver_outbox(&b, &a, b_cursor)?;
     b_cursor = cursor;
-    assert_eq!(delivered.len(), 1, "the Create reaches A");
+    assert_eq!(
+        delivered.len(),
+        4,
+        "the Create of the series and of its three occurrences reach A"
+    );
 
     let from = monday.to_string();
     let to = (monday + Duration::days(30)).to_string();
@@ -166,7 +175,12 @@ fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(reply.status, 200, "{}", reply.body);
     let (cursor, delivered) = deliver_outbox(&b, &a, b_cursor)?;
     b_cursor = cursor;
-    assert_eq!(delivered.len(), 1, "the Update reaches A");
+    assert_eq!(
+        delivered.len(),
+        7,
+        "the Update of the series, the Delete of the three occurrences at 19:00 and the \
+         Create of the three at 20:00 reach A"
+    );
     let listed = agenda(&a, &from, &to)?;
     assert_eq!(listed.len(), 3);
     let first = listed[0]["start"].as_str().unwrap_or_default();
@@ -176,7 +190,11 @@ fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
     let reply = agent_delete(&b, &format!("/api/v1/events/{event_id}"))?;
     assert_eq!(reply, 204);
     let (_, delivered) = deliver_outbox(&b, &a, b_cursor)?;
-    assert_eq!(delivered.len(), 1, "the Delete reaches A");
+    assert_eq!(
+        delivered.len(),
+        4,
+        "the Delete of the series and of its three occurrences reach A"
+    );
     assert!(agenda(&a, &from, &to)?.is_empty());
     Ok(())
 }
@@ -321,6 +339,28 @@ fn local_booking_at(
         .to_owned())
 }
 
+/// Moves the occurrence of `event` on `server` with recurrence id `rid` an hour later with an
+/// override, and returns its new start.
+fn move_occurrence(
+    server: &TestServer,
+    event: i64,
+    rid: chrono::DateTime<Utc>,
+) -> anyhow::Result<chrono::DateTime<Utc>> {
+    let zone: chrono_tz::Tz = "Europe/Berlin".parse()?;
+    let wall = rid.with_timezone(&zone).naive_local();
+    let later = wall + Duration::hours(1);
+    let reply = server.send_json(
+        "PUT",
+        &format!(
+            "/api/v1/events/{event}/overrides/{}",
+            wall.format("%Y-%m-%dT%H:%M")
+        ),
+        &json!({"start": later.format("%Y-%m-%dT%H:%M:%S").to_string()}),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(rid + Duration::hours(1))
+}
+
 /// A's people RSVP to B's event: the first is accepted and gets reminders, the next is
 /// refused with B's reason once B's own bookings fill the occurrence.
 fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
@@ -406,7 +446,7 @@ fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
     assert_eq!(reply.status, 202, "{}", reply.body);
     let (cursor, _) = deliver_outbox(&a, &b, a_cursor)?;
     a_cursor = cursor;
-    let (_, answers) = deliver_outbox(&b, &a, b_cursor)?;
+    let (b_cursor, answers) = deliver_outbox(&b, &a, b_cursor)?;
     assert_eq!(answers.len(), 1, "B answers Carl");
     let carl = rsvp_state(&a, "carl")?;
     assert_eq!(carl[0]["state"], "refused", "{carl:?}");
@@ -415,6 +455,13 @@ fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
         reason.contains("full") && reason.contains("Rehearsal"),
         "{reason}"
     );
+
+    // B moves that occurrence an hour later; Alice's reminder on A moves with it.
+    let moved_start = move_occurrence(&b, b_event, rid)?;
+    deliver_outbox(&b, &a, b_cursor)?;
+    let reminders = remote_reminders(&a, remote_id, rid, "alice")?;
+    assert_eq!(reminders.len(), 1, "{reminders:?}");
+    assert_eq!(reminders[0].run_at, moved_start - Duration::minutes(60));
 
     // Alice withdraws: B frees her seat and her reminders are gone.
     let rsvp_id = alice[0]["id"].as_i64().context("rsvp id")?;

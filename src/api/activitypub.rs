@@ -12,6 +12,7 @@ use super::{ApiError, AppState};
 use crate::calendar::occurrence::occurrences;
 use crate::calendar::time::Window;
 use crate::federation::objects::event::{Publisher, occurrence_object, series_object};
+use crate::federation::published;
 use crate::federation::{ACTIVITY_JSON, wants_activity_json};
 
 pub(super) fn routes(cfg: &mut web::ServiceConfig) {
@@ -40,8 +41,11 @@ async fn event(
                 calendar_slug: &slug,
                 calendar_zone,
             };
-            series_object(&stored, &publisher, Utc::now())
-                .ok_or_else(|| ApiError::NotFound(format!("event {id} has no occurrences")))
+            let seats = crate::booking::store::occurrence_seats(conn, stored.id)?;
+            let mut object = series_object(&stored, &publisher, Utc::now(), &seats)
+                .ok_or_else(|| ApiError::NotFound(format!("event {id} has no occurrences")))?;
+            published::stamp(conn, &mut object)?;
+            Ok(object)
         })
         .await?;
     Ok(activity_json(&object))
@@ -86,7 +90,10 @@ async fn occurrence(
             let occurrence = found.ok_or_else(|| {
                 ApiError::NotFound(format!("event {id} has no occurrence {recurrence_text}"))
             })?;
-            Ok(occurrence_object(&stored, &occurrence, &publisher))
+            let seats = crate::booking::store::occurrence_seats(conn, stored.id)?;
+            let mut object = occurrence_object(&stored, &occurrence, &publisher, &seats);
+            published::stamp(conn, &mut object)?;
+            Ok(object)
         })
         .await?;
     Ok(activity_json(&object))

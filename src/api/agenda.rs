@@ -15,6 +15,7 @@ use crate::calendar::agenda::AgendaItem;
 use crate::calendar::event::EventStatus;
 use crate::calendar::store;
 use crate::calendar::time::{TimeBasis, Window, resolve_local};
+use crate::federation::remote::{RemoteEvent, RemoteOccurrence};
 
 /// The `origin` of our own events.
 pub const LOCAL_ORIGIN: &str = "local";
@@ -130,8 +131,11 @@ async fn agenda(
                 occurrences.extend(
                     remote
                         .iter()
-                        .filter(|(event, _)| query.include_cancelled || event.status != "cancelled")
-                        .map(|(event, span)| remote_entry(event, *span)),
+                        .filter(|(event, occurrence)| {
+                            query.include_cancelled
+                                || remote_status(event, occurrence) != "cancelled"
+                        })
+                        .map(|(event, occurrence)| remote_entry(event, occurrence)),
                 );
                 occurrences.sort_by(|a, b| a.start_utc.cmp(&b.start_utc));
                 if occurrences.len() > MAX_AGENDA_OCCURRENCES {
@@ -176,10 +180,13 @@ fn entry(item: &AgendaItem, slugs: &HashMap<i64, String>, public_url: &str) -> A
     }
 }
 
-fn remote_entry(
-    event: &crate::federation::remote::RemoteEvent,
-    (start, end): crate::federation::remote::Span,
-) -> AgendaEntry {
+/// Returns the status of a remote occurrence: its own object's, else its event's.
+fn remote_status<'a>(event: &'a RemoteEvent, occurrence: &'a RemoteOccurrence) -> &'a str {
+    occurrence.status.as_deref().unwrap_or(&event.status)
+}
+
+fn remote_entry(event: &RemoteEvent, occurrence: &RemoteOccurrence) -> AgendaEntry {
+    let (start, end) = occurrence.span();
     let basis = match event
         .zone
         .as_deref()
@@ -194,9 +201,12 @@ fn remote_entry(
         remote_event_id: Some(event.id),
         calendar: event.actor_id.clone(),
         uid: event.object_id.clone(),
-        recurrence_id: event.rrule.as_ref().map(|_| format_utc(start)),
+        recurrence_id: occurrence
+            .recurrence_id
+            .filter(|_| event.rrule.is_some() || occurrence.object_id.is_some())
+            .map(format_utc),
         title: event.title.clone(),
-        status: EventStatus::parse(&event.status).unwrap_or_default(),
+        status: EventStatus::parse(remote_status(event, occurrence)).unwrap_or_default(),
         start: format_in_basis(start, basis),
         end: format_in_basis(end, basis),
         start_utc: format_utc(start),
@@ -205,7 +215,7 @@ fn remote_entry(
         all_day: false,
         floating: false,
         location: event.location.clone(),
-        overridden: false,
+        overridden: occurrence.object_id.is_some(),
         url: event.url.clone().unwrap_or_else(|| event.object_id.clone()),
     }
 }

@@ -146,9 +146,12 @@ impl From<crate::booking::Error> for ApiError {
                 )
             }
             E::Calendar(inner) => inner.into(),
-            E::Facts(_) | E::Notify(_) | E::Corrupt(_) | E::RemoteAnswer(_) | E::Database(_) => {
-                ApiError::Internal(error.to_string())
-            }
+            E::Facts(_)
+            | E::Notify(_)
+            | E::Queue(_)
+            | E::Corrupt(_)
+            | E::RemoteAnswer(_)
+            | E::Database(_) => ApiError::Internal(error.to_string()),
         }
     }
 }

@@ -256,11 +256,24 @@ fn load_remote(
         for (person, remote_event_id, series, occurrence_start, origin) in rsvps {
             let mut spans = remote_occurrences::table
                 .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
+                .filter(remote_occurrences::deleted.eq(false))
+                .filter(
+                    remote_occurrences::status
+                        .is_null()
+                        .or(remote_occurrences::status.ne("cancelled")),
+                )
                 .select((remote_occurrences::start_at, remote_occurrences::end_at))
                 .order(remote_occurrences::start_at.asc())
                 .into_boxed();
             if series {
-                spans = spans.filter(remote_occurrences::start_at.eq(occurrence_start));
+                // A series' occurrence is named by its original start, wherever it moved.
+                spans = spans.filter(
+                    remote_occurrences::recurrence_id.eq(occurrence_start).or(
+                        remote_occurrences::recurrence_id
+                            .is_null()
+                            .and(remote_occurrences::start_at.eq(occurrence_start)),
+                    ),
+                );
             }
             let Some((start, end)) = spans
                 .first::<(NaiveDateTime, NaiveDateTime)>(conn)

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::announce;
 use super::idempotency::{self, Claim, StoredResponse};
 use super::ledger::{self, EntryKind, NewEntry};
 use super::live::{self, LiveChange};
@@ -104,6 +105,9 @@ struct Run {
     pending_promotions: Vec<Booking>,
     /// Waitlisted requests the last promotion pass skipped because their person is busy.
     skipped: std::collections::HashSet<i64>,
+    /// Capacity and seats taken when the transaction started, to tell whether the seats left
+    /// that peers see changed.
+    seats_at_start: (Option<i64>, i32),
 }
 
 impl Run {
@@ -132,7 +136,9 @@ impl Run {
             responses: Vec::new(),
             pending_promotions: Vec::new(),
             skipped: std::collections::HashSet::new(),
+            seats_at_start: (None, 0),
         };
+        run.seats_at_start = (run.capacity(), run.row.seats_taken);
         run.expire_lapsed_holds(conn)?;
         run.look_up_keys(conn, commands)?;
         for command in commands {
@@ -605,7 +611,8 @@ impl Run {
     }
 
     /// Writes what the commands decided: promotions, ledger entries, stored responses, the
-    /// capacity row and the live changes.
+    /// capacity row and the live changes, and enqueues an Update for peers when the seats left
+    /// changed.
     fn finish(mut self, conn: &mut AnyConnection) -> Result<(), Error> {
         self.write_promotions(conn)?;
         ledger::append(conn, &self.entries, self.now)?;
@@ -621,6 +628,9 @@ impl Run {
         let taken = i64::from(self.row.seats_taken);
         self.row.capacity = self.capacity().map(|c| c.max(taken) as i32);
         store::update_capacity_row(conn, &self.row, self.now)?;
+        if (self.capacity(), self.row.seats_taken) != self.seats_at_start {
+            announce::seats_changed(conn, self.key, self.now)?;
+        }
         live::record(conn, &self.changes, self.now)
     }
 }

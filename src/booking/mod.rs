@@ -17,6 +17,7 @@
 //! Every change goes through [`apply::apply`], the one booking function; [`group`] batches
 //! waiting requests for the same occurrence into one transaction (group commit).
 
+pub mod announce;
 pub mod apply;
 pub mod follow;
 pub mod group;
@@ -264,6 +265,9 @@ pub enum Error {
     /// Reading the event failed.
     #[error(transparent)]
     Calendar(#[from] crate::calendar::Error),
+    /// Enqueueing a job failed.
+    #[error(transparent)]
+    Queue(#[from] crate::delivery::Error),
     /// Stored data cannot be read back.
     #[error("stored booking data is corrupt: {0}")]
     Corrupt(String),

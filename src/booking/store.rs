@@ -408,3 +408,38 @@ pub fn bookings_of_occurrence(
         .load::<BookingRow>(conn)?;
     rows.into_iter().map(booking_from_row).collect()
 }
+
+/// The seats of one occurrence as the projection stores them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OccurrenceSeats {
+    /// The occurrence's own capacity, overriding the event's.
+    pub capacity_override: Option<i32>,
+    /// Seats taken by bookings.
+    pub seats_taken: i32,
+}
+
+/// Loads the seats of every occurrence of `event_id` that has a capacity row, keyed by
+/// recurrence id (a one-off event's start). Occurrences without a row have no seats taken.
+pub fn occurrence_seats(
+    conn: &mut AnyConnection,
+    event_id: i64,
+) -> Result<std::collections::HashMap<DateTime<Utc>, OccurrenceSeats>, Error> {
+    let rows: Vec<(NaiveDateTime, Option<i32>, i32)> = occurrence_capacities::table
+        .filter(occurrence_capacities::event_id.eq(event_id))
+        .select((
+            occurrence_capacities::recurrence_id,
+            occurrence_capacities::capacity_override,
+            occurrence_capacities::seats_taken,
+        ))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(recurrence_id, capacity_override, seats_taken)| {
+            let seats = OccurrenceSeats {
+                capacity_override,
+                seats_taken,
+            };
+            (recurrence_id.and_utc(), seats)
+        })
+        .collect())
+}

@@ -354,6 +354,8 @@ diesel::table! {
         deleted -> Bool,
         object_json -> Text,
         received_at -> Timestamp,
+        series_object_id -> Nullable<Text>,
+        recurrence_id -> Nullable<Timestamp>,
     }
 }
 
@@ -363,6 +365,12 @@ diesel::table! {
         remote_event_id -> BigInt,
         start_at -> Timestamp,
         end_at -> Timestamp,
+        recurrence_id -> Nullable<Timestamp>,
+        object_id -> Nullable<Text>,
+        status -> Nullable<Text>,
+        remaining_capacity -> Nullable<Integer>,
+        object_updated -> Nullable<Timestamp>,
+        deleted -> Bool,
     }
 }
 
@@ -403,4 +411,19 @@ diesel::allow_tables_to_appear_in_same_query!(
     remote_actors,
     remote_events,
     remote_occurrences,
+    published_occurrences,
 );
+
+diesel::table! {
+    published_occurrences (id) {
+        id -> BigInt,
+        event_id -> BigInt,
+        recurrence_id -> Nullable<Timestamp>,
+        object_id -> Text,
+        version -> Integer,
+        fingerprint -> Text,
+        ends_at -> Timestamp,
+        deleted -> Bool,
+        updated_at -> Timestamp,
+    }
+}

@@ -518,6 +518,18 @@ pub fn delete_pending_with_prefix(conn: &mut AnyConnection, prefix: &str) -> Res
     Ok(deleted)
 }
 
+/// Returns whether a pending job's dedup key starts with `prefix`.
+pub fn has_pending_with_prefix(conn: &mut AnyConnection, prefix: &str) -> Result<bool, Error> {
+    let pattern = format!("{}%", escape_like(prefix));
+    let found = jobs::table
+        .filter(jobs::state.eq(JobState::Pending.as_str()))
+        .filter(jobs::dedup_key.like(pattern).escape('\\'))
+        .select(jobs::id)
+        .first::<i64>(conn)
+        .optional()?;
+    Ok(found.is_some())
+}
+
 /// Deletes done and dead jobs that finished before `before` and returns how many.
 pub fn delete_finished_before(
     conn: &mut AnyConnection,

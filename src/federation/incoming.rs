@@ -149,6 +149,10 @@ pub struct RemoteEventData {
     pub status: EventStatus,
     /// Recurrence in our own terms (`rose:rrule` with `rose:dtstart`), when sent.
     pub recurrence: Option<RemoteRecurrence>,
+    /// The series an occurrence object belongs to (`rose:series`), when sent.
+    pub series: Option<String>,
+    /// The occurrence's original start in its series (`rose:recurrenceId`), when sent.
+    pub recurrence_id: Option<DateTime<Utc>>,
     /// `updated`, else `published`: the version used to decide what is newer.
     pub version: Option<DateTime<Utc>>,
 }
@@ -255,6 +259,8 @@ pub fn event(object: &Value) -> Result<RemoteEventData, InvalidField> {
         remaining_capacity: capacity(object.get("remainingAttendeeCapacity")),
         status: status(object),
         recurrence: recurrence(object, zone)?,
+        series: object.get("rose:series").and_then(id_of).map(str::to_owned),
+        recurrence_id: recurrence_id(object)?,
         version: ["updated", "published"]
             .iter()
             .find_map(|name| object.get(*name).and_then(Value::as_str))
@@ -468,6 +474,21 @@ fn status(object: &Value) -> EventStatus {
     } else {
         EventStatus::Confirmed
     }
+}
+
+/// Reads `rose:recurrenceId`, an instant with an offset (rose-events sends UTC).
+fn recurrence_id(object: &Value) -> Result<Option<DateTime<Utc>>, InvalidField> {
+    let Some(text) = object.get("rose:recurrenceId").and_then(Value::as_str) else {
+        return Ok(None);
+    };
+    let instant = DateTime::parse_from_rfc3339(text).map_err(|_| {
+        InvalidField::new(
+            "object.rose:recurrenceId",
+            text,
+            "must be an RFC 3339 instant like 2026-05-05T17:00:00Z",
+        )
+    })?;
+    Ok(Some(instant.to_utc()))
 }
 
 fn recurrence(object: &Value, zone: Option<Tz>) -> Result<Option<RemoteRecurrence>, InvalidField> {

@@ -7,7 +7,11 @@
 //! - a *peer* is another server, named by its host (with the port when it is not the default);
 //! - *origin* of an object is the host of its id. Only the origin may update or delete it;
 //! - a *remote event* is an `Event` received from a trusted peer and stored with its
-//!   occurrences, so that the agenda can list it beside our own.
+//!   occurrences, so that the agenda can list it beside our own;
+//! - an *occurrence object* is an `Event` for one occurrence of a series, linked to the series
+//!   by `rose:series` and keyed by `rose:recurrenceId`, its original start in UTC. We publish
+//!   one per upcoming occurrence ([`series`]) and merge peers' ones into their series
+//!   ([`remote_series`]).
 //!
 //! `protocol` contains wire shapes only, and the other modules contain behaviour.
 
@@ -24,9 +28,13 @@ pub mod outbox;
 pub mod peers;
 pub mod protocol;
 pub mod publish;
+pub mod published;
+pub mod refresh;
 pub mod remote;
 pub mod remote_actors;
+pub mod remote_series;
 pub mod rsvp;
+pub mod series;
 pub mod signature;
 
 use chrono::{DateTime, Utc};
@@ -148,7 +156,7 @@ pub enum Error {
     /// Enqueueing a delivery failed.
     #[error(transparent)]
     Delivery(#[from] crate::delivery::Error),
-    /// The booking function failed.
+    /// The booking function failed, or reading an event's seats did.
     #[error(transparent)]
     Booking(#[from] crate::booking::Error),
     /// Scheduling or removing reminders failed.

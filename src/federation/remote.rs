@@ -4,12 +4,19 @@
 //! Only the object's origin may change it, and only with a newer version (`updated`, else
 //! `published`). A deleted event keeps its row, marked deleted, so that a late copy of an
 //! older Create cannot bring it back.
+//!
+//! An occurrence object of a series we store (its `rose:series`) is not a remote event of its
+//! own: it changes that series' occurrence with the same recurrence id (see
+//! [`super::remote_series`]). [`upsert`] and [`delete`] report the stored occurrences whose
+//! start changed or which are gone as [`MovedOccurrence`]s, so that reminders of local
+//! people's RSVPs to remote events can follow them.
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
 
-use super::Error;
 use super::incoming::RemoteEventData;
+use super::remote_series::{self, MovedOccurrence, Overrides};
+use super::{Error, domain_of};
 use crate::calendar::event::{EventDetails, NewEvent, Place, Schedule};
 use crate::calendar::occurrence::occurrences;
 use crate::calendar::time::{EventLength, Moment, TimeBasis, Window};
@@ -83,6 +90,53 @@ pub struct RemoteEvent {
     pub object_json: String,
     /// When it was last stored.
     pub received_at: NaiveDateTime,
+    /// The series it is an occurrence of, when it is an occurrence object that arrived before
+    /// its series.
+    pub series_object_id: Option<String>,
+    /// Its original start in that series.
+    pub recurrence_id: Option<NaiveDateTime>,
+}
+
+/// The effect of storing an incoming object, with the stored occurrences it moved or removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The effect on the object.
+    pub outcome: Outcome,
+    /// Stored occurrences, not yet ended, whose start changed or which are gone.
+    pub moved: Vec<MovedOccurrence>,
+}
+
+impl Stored {
+    fn only(outcome: Outcome) -> Self {
+        Stored {
+            outcome,
+            moved: Vec::new(),
+        }
+    }
+}
+
+/// One stored occurrence of a remote event, after the occurrence objects its origin sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteOccurrence {
+    /// Original start: the key the origin uses for it (the start, for a one-off event).
+    pub recurrence_id: Option<DateTime<Utc>>,
+    /// Start.
+    pub start: DateTime<Utc>,
+    /// End.
+    pub end: DateTime<Utc>,
+    /// Status the occurrence's own object gave, overriding the event's.
+    pub status: Option<String>,
+    /// Seats left the occurrence's own object gave.
+    pub remaining_capacity: Option<i32>,
+    /// Id of the occurrence's own object, when the origin sent one.
+    pub object_id: Option<String>,
+}
+
+impl RemoteOccurrence {
+    /// Returns the occurrence's start and end.
+    pub fn span(&self) -> Span {
+        (self.start, self.end)
+    }
 }
 
 impl RemoteEvent {
@@ -100,45 +154,96 @@ pub fn find(conn: &mut AnyConnection, object_id: &str) -> Result<Option<RemoteEv
         .optional()?)
 }
 
-/// Lists the stored occurrences of a remote event, as (start, end) instants in order.
+/// Lists the stored occurrences of a remote event, as (start, end) instants in order, moved
+/// ones at their new times and deleted ones left out.
 pub fn occurrences_of(conn: &mut AnyConnection, remote_event_id: i64) -> Result<Vec<Span>, Error> {
-    let rows: Vec<(NaiveDateTime, NaiveDateTime)> = remote_occurrences::table
-        .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
-        .order(remote_occurrences::start_at)
-        .select((remote_occurrences::start_at, remote_occurrences::end_at))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .map(|(s, e)| (s.and_utc(), e.and_utc()))
+    Ok(occurrence_details_of(conn, remote_event_id)?
+        .iter()
+        .map(RemoteOccurrence::span)
         .collect())
 }
 
+/// Lists the stored occurrences of a remote event in order of start, deleted ones left out.
+pub fn occurrence_details_of(
+    conn: &mut AnyConnection,
+    remote_event_id: i64,
+) -> Result<Vec<RemoteOccurrence>, Error> {
+    let rows: Vec<OccurrenceRow> = remote_occurrences::table
+        .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
+        .filter(remote_occurrences::deleted.eq(false))
+        .order(remote_occurrences::start_at)
+        .select(OCCURRENCE_COLUMNS)
+        .load(conn)?;
+    Ok(rows.into_iter().map(occurrence_from_row).collect())
+}
+
 /// Lists remote occurrences whose start lies in `[from, to)`, with their events, by start.
+/// Moved occurrences are listed at their new start; deleted ones are left out.
 pub fn occurrences_between(
     conn: &mut AnyConnection,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<(RemoteEvent, Span)>, Error> {
-    let rows: Vec<(RemoteEvent, (NaiveDateTime, NaiveDateTime))> = remote_occurrences::table
+) -> Result<Vec<(RemoteEvent, RemoteOccurrence)>, Error> {
+    let rows: Vec<(RemoteEvent, OccurrenceRow)> = remote_occurrences::table
         .inner_join(remote_events::table)
         .filter(remote_occurrences::start_at.ge(from.naive_utc()))
         .filter(remote_occurrences::start_at.lt(to.naive_utc()))
+        .filter(remote_occurrences::deleted.eq(false))
         .filter(remote_events::deleted.eq(false))
         .order((remote_occurrences::start_at, remote_events::id))
         .limit(i64::try_from(limit).unwrap_or(i64::MAX))
-        .select((
-            remote_events::all_columns,
-            (remote_occurrences::start_at, remote_occurrences::end_at),
-        ))
+        .select((remote_events::all_columns, OCCURRENCE_COLUMNS))
         .load(conn)?;
     Ok(rows
         .into_iter()
-        .map(|(event, (start, end))| (event, (start.and_utc(), end.and_utc())))
+        .map(|(event, row)| (event, occurrence_from_row(row)))
         .collect())
 }
 
+type OccurrenceRow = (
+    NaiveDateTime,
+    NaiveDateTime,
+    Option<NaiveDateTime>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+);
+
+const OCCURRENCE_COLUMNS: (
+    remote_occurrences::start_at,
+    remote_occurrences::end_at,
+    remote_occurrences::recurrence_id,
+    remote_occurrences::status,
+    remote_occurrences::remaining_capacity,
+    remote_occurrences::object_id,
+) = (
+    remote_occurrences::start_at,
+    remote_occurrences::end_at,
+    remote_occurrences::recurrence_id,
+    remote_occurrences::status,
+    remote_occurrences::remaining_capacity,
+    remote_occurrences::object_id,
+);
+
+fn occurrence_from_row(row: OccurrenceRow) -> RemoteOccurrence {
+    let (start, end, recurrence_id, status, remaining_capacity, object_id) = row;
+    RemoteOccurrence {
+        recurrence_id: recurrence_id.map(|t| t.and_utc()),
+        start: start.and_utc(),
+        end: end.and_utc(),
+        status,
+        remaining_capacity,
+        object_id,
+    }
+}
+
 /// Stores a Create or Update of `data` from `origin`, if it is new or newer.
+///
+/// An occurrence object whose `rose:series` names a series of the same origin that is stored
+/// here changes that series' occurrence instead. One whose series is not stored yet is kept as
+/// a remote event of its own, and folded into the series when the series arrives: peers
+/// deliver concurrently, so the series and its occurrences can arrive in any order.
 pub fn upsert(
     conn: &mut AnyConnection,
     origin: &str,
@@ -146,113 +251,169 @@ pub fn upsert(
     data: &RemoteEventData,
     object_json: &str,
     now: DateTime<Utc>,
-) -> Result<Outcome, Error> {
+) -> Result<Stored, Error> {
+    // Some copies of series objects name themselves in `rose:series`.
+    let series_id = data
+        .series
+        .as_deref()
+        .filter(|series| *series != data.object_id)
+        .filter(|series| domain_of(series).as_deref() == Some(origin));
     let spans = expand(data, now)?;
-    let version = data.version.unwrap_or(now).naive_utc();
     write_transaction(conn, |conn| {
-        let existing = find(conn, &data.object_id)?;
-        if let Some(stored) = &existing {
-            if stored.origin != origin {
-                return Ok(Outcome::Ignored(format!(
-                    "object belongs to {}, not {origin}",
-                    stored.origin
-                )));
-            }
-            if stored.deleted {
-                return Ok(Outcome::Ignored("object was deleted by its origin".into()));
-            }
-            if version <= stored.object_updated {
-                return Ok(Outcome::Ignored(format!(
-                    "version {version} is not newer than the stored {}",
-                    stored.object_updated
-                )));
-            }
+        // A series and its occurrence objects are stored under one lock, so that an occurrence
+        // arriving at the same time as its series is either folded in or applied, never lost.
+        remote_series::lock_series(conn, series_id.unwrap_or(&data.object_id))?;
+        if let Some(series_id) = series_id
+            && let Some(series) = find(conn, series_id)?
+        {
+            return remote_series::apply_occurrence(conn, origin, &series, data, now);
         }
-        let place = data.place.as_ref();
-        let values = (
-            remote_events::origin.eq(origin),
-            remote_events::actor_id.eq(actor_id),
-            remote_events::title.eq(&data.title),
-            remote_events::url.eq(&data.url),
-            remote_events::zone.eq(data.zone.map(|tz| tz.name().to_owned())),
-            remote_events::start_at.eq(data.start.naive_utc()),
-            remote_events::end_at.eq(data.end.map(|t| t.naive_utc())),
-            remote_events::location.eq(place.map(Place::one_line)),
-            remote_events::place_json.eq(place.and_then(|p| serde_json::to_string(p).ok())),
-            remote_events::online_url.eq(&data.online_url),
-            remote_events::capacity.eq(data.capacity),
-            remote_events::remaining_capacity.eq(data.remaining_capacity),
-            remote_events::status.eq(data.status.as_str()),
-            remote_events::rrule.eq(data.recurrence.as_ref().map(|r| r.rrule.clone())),
-            remote_events::object_updated.eq(version),
-            remote_events::object_json.eq(object_json),
-            remote_events::received_at.eq(now.naive_utc()),
-        );
-        let (id, outcome) = if let Some(stored) = existing {
-            diesel::update(remote_events::table.find(stored.id))
-                .set(values)
-                .execute(conn)?;
-            diesel::delete(
-                remote_occurrences::table.filter(remote_occurrences::remote_event_id.eq(stored.id)),
-            )
-            .execute(conn)?;
-            (stored.id, Outcome::Updated)
-        } else {
-            let id = diesel::insert_into(remote_events::table)
-                .values((
-                    values,
-                    remote_events::object_id.eq(&data.object_id),
-                    remote_events::deleted.eq(false),
-                ))
-                .returning(remote_events::id)
-                .get_result(conn)?;
-            (id, Outcome::Created)
+        let event = Incoming {
+            origin,
+            actor_id,
+            data,
+            object_json,
+            series_id,
         };
-        // One insert per row: diesel has no batch insert over the two-backend connection.
-        for (start, end) in &spans {
-            diesel::insert_into(remote_occurrences::table)
-                .values((
-                    remote_occurrences::remote_event_id.eq(id),
-                    remote_occurrences::start_at.eq(start.naive_utc()),
-                    remote_occurrences::end_at.eq(end.naive_utc()),
-                ))
-                .execute(conn)?;
-        }
-        Ok(outcome)
+        store_event(conn, &event, &spans, now)
     })
 }
 
-/// Marks a remote event deleted when `origin` owns it and `version` is not older.
+/// An object to store as a remote event of its own.
+struct Incoming<'a> {
+    origin: &'a str,
+    actor_id: &'a str,
+    data: &'a RemoteEventData,
+    object_json: &'a str,
+    /// The series it is an occurrence of, when it names another object of its origin.
+    series_id: Option<&'a str>,
+}
+
+/// Stores an object as a remote event of its own, with `spans` as its occurrences.
+fn store_event(
+    conn: &mut AnyConnection,
+    incoming: &Incoming<'_>,
+    spans: &[Span],
+    now: DateTime<Utc>,
+) -> Result<Stored, Error> {
+    let Incoming {
+        origin,
+        actor_id,
+        data,
+        object_json,
+        series_id,
+    } = *incoming;
+    let version = data.version.unwrap_or(now).naive_utc();
+    let existing = find(conn, &data.object_id)?;
+    if let Some(stored) = &existing {
+        if stored.origin != origin {
+            return Ok(Stored::only(Outcome::Ignored(format!(
+                "object belongs to {}, not {origin}",
+                stored.origin
+            ))));
+        }
+        if stored.deleted {
+            return Ok(Stored::only(Outcome::Ignored(
+                "object was deleted by its origin".into(),
+            )));
+        }
+        if version <= stored.object_updated {
+            return Ok(Stored::only(Outcome::Ignored(format!(
+                "version {version} is not newer than the stored {}",
+                stored.object_updated
+            ))));
+        }
+    }
+    let place = data.place.as_ref();
+    let values = (
+        remote_events::origin.eq(origin),
+        remote_events::actor_id.eq(actor_id),
+        remote_events::title.eq(&data.title),
+        remote_events::url.eq(&data.url),
+        remote_events::zone.eq(data.zone.map(|tz| tz.name().to_owned())),
+        remote_events::start_at.eq(data.start.naive_utc()),
+        remote_events::end_at.eq(data.end.map(|t| t.naive_utc())),
+        remote_events::location.eq(place.map(Place::one_line)),
+        remote_events::place_json.eq(place.and_then(|p| serde_json::to_string(p).ok())),
+        remote_events::online_url.eq(&data.online_url),
+        remote_events::capacity.eq(data.capacity),
+        remote_events::remaining_capacity.eq(data.remaining_capacity),
+        remote_events::status.eq(data.status.as_str()),
+        remote_events::rrule.eq(data.recurrence.as_ref().map(|r| r.rrule.clone())),
+        remote_events::object_updated.eq(version),
+        remote_events::object_json.eq(object_json),
+        remote_events::received_at.eq(now.naive_utc()),
+        (
+            remote_events::series_object_id.eq(series_id),
+            remote_events::recurrence_id
+                .eq(series_id.and(data.recurrence_id).map(|t| t.naive_utc())),
+        ),
+    );
+    let (id, outcome) = if let Some(stored) = existing {
+        diesel::update(remote_events::table.find(stored.id))
+            .set(values)
+            .execute(conn)?;
+        (stored.id, Outcome::Updated)
+    } else {
+        let id = diesel::insert_into(remote_events::table)
+            .values((
+                values,
+                remote_events::object_id.eq(&data.object_id),
+                remote_events::deleted.eq(false),
+            ))
+            .returning(remote_events::id)
+            .get_result(conn)?;
+        (id, Outcome::Created)
+    };
+    let keep = if data.recurrence.is_some() {
+        Overrides::InExpansion
+    } else {
+        Overrides::All
+    };
+    let mut moved = remote_series::replace_occurrences(conn, id, spans, keep, now)?;
+    let stored = find(conn, &data.object_id)?
+        .ok_or_else(|| Error::NotFound(format!("remote event {} vanished", data.object_id)))?;
+    moved.extend(remote_series::fold_early_occurrences(conn, &stored, now)?);
+    Ok(Stored { outcome, moved })
+}
+
+/// Marks a remote event, or one occurrence of a stored series, deleted when `origin` owns it
+/// and `version` is not older.
 pub fn delete(
     conn: &mut AnyConnection,
     origin: &str,
     object_id: &str,
     version: DateTime<Utc>,
-) -> Result<Outcome, Error> {
+) -> Result<Stored, Error> {
     write_transaction(conn, |conn| {
+        if let Some(stored) = remote_series::delete_occurrence(conn, origin, object_id, version)? {
+            return Ok(stored);
+        }
         let Some(stored) = find(conn, object_id)? else {
             // Deliveries can arrive out of order: keep a tombstone so that the Create, when it
             // comes late, does not bring the event back. Only the origin reaches this point.
             if super::domain_of(object_id).as_deref() != Some(origin) {
-                return Ok(Outcome::Ignored(format!("object is not on {origin}")));
+                return Ok(Stored::only(Outcome::Ignored(format!(
+                    "object is not on {origin}"
+                ))));
             }
             insert_tombstone(conn, origin, object_id, version)?;
-            return Ok(Outcome::Deleted);
+            return Ok(Stored::only(Outcome::Deleted));
         };
         if stored.origin != origin {
-            return Ok(Outcome::Ignored(format!(
+            return Ok(Stored::only(Outcome::Ignored(format!(
                 "object belongs to {}, not {origin}",
                 stored.origin
-            )));
+            ))));
         }
         if stored.deleted {
-            return Ok(Outcome::Ignored("already deleted".into()));
+            return Ok(Stored::only(Outcome::Ignored("already deleted".into())));
         }
         if version.naive_utc() < stored.object_updated {
-            return Ok(Outcome::Ignored(format!(
+            return Ok(Stored::only(Outcome::Ignored(format!(
                 "delete of {version} is older than the stored version {}",
                 stored.object_updated
-            )));
+            ))));
         }
         diesel::update(remote_events::table.find(stored.id))
             .set((
@@ -260,11 +421,12 @@ pub fn delete(
                 remote_events::object_updated.eq(version.naive_utc()),
             ))
             .execute(conn)?;
-        diesel::delete(
-            remote_occurrences::table.filter(remote_occurrences::remote_event_id.eq(stored.id)),
-        )
-        .execute(conn)?;
-        Ok(Outcome::Deleted)
+        let moved =
+            remote_series::replace_occurrences(conn, stored.id, &[], Overrides::Nothing, version)?;
+        Ok(Stored {
+            outcome: Outcome::Deleted,
+            moved,
+        })
     })
 }
 

@@ -83,6 +83,7 @@ pub fn build(config: &Config, pool: DbPool, clock: &Arc<dyn Clock>) -> Result<De
             config.federation(),
         )),
     );
+    federation_handlers(&mut handlers, &context);
     Ok(Delivery {
         handlers,
         context,
@@ -93,6 +94,19 @@ pub fn build(config: &Config, pool: DbPool, clock: &Arc<dyn Clock>) -> Result<De
         },
         workers,
     })
+}
+
+/// Registers the jobs that keep peers' copies of our events current: the hourly horizon run
+/// and the seats-left Updates bookings enqueue.
+fn federation_handlers(handlers: &mut crate::delivery::Handlers, context: &NotifyContext) {
+    use crate::federation::refresh::{HORIZON_KIND, HorizonHandler, SEATS_KIND, SeatsHandler};
+
+    let (pool, public_url) = (context.pool.clone(), context.public_url.clone());
+    handlers.insert(
+        HORIZON_KIND,
+        Arc::new(HorizonHandler::new(pool.clone(), public_url.clone())),
+    );
+    handlers.insert(SEATS_KIND, Arc::new(SeatsHandler::new(pool, public_url)));
 }
 
 fn email_transport(settings: &DeliveryConfig) -> Result<Option<Arc<EmailTransport>>, Error> {
@@ -112,7 +126,7 @@ fn email_transport(settings: &DeliveryConfig) -> Result<Option<Arc<EmailTranspor
 }
 
 /// Runs `delivery.workers` worker loops until `shutdown` turns true, after scheduling the
-/// cleanup of finished jobs.
+/// cleanup of finished jobs and the horizon run of federated occurrences.
 pub async fn run_workers(
     delivery: Delivery,
     clock: Arc<dyn Clock>,
@@ -120,7 +134,8 @@ pub async fn run_workers(
 ) -> Result<(), Error> {
     let now = clock.now();
     crate::delivery::worker::run_blocking(delivery.context.pool.clone(), move |conn| {
-        cleanup::schedule_next(conn, now)
+        cleanup::schedule_next(conn, now)?;
+        crate::federation::refresh::schedule_horizon(conn, now)
     })
     .await?;
     let mut loops = tokio::task::JoinSet::new();

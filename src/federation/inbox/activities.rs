@@ -439,35 +439,55 @@ async fn store_event(
     let now = checked.now;
     let json = object.to_string();
     let receipt = with_receipt(context, &checked, move |conn| {
-        let outcome =
+        let stored =
             remote::upsert(conn, &origin, &actor_id, &data, &json, now).map_err(|e| match e {
                 crate::federation::Error::Invalid(field) => Rejection::invalid(&field),
                 other => Rejection::internal(&other),
             })?;
-        if outcome == Outcome::Updated {
-            follow_remote_change(conn, &data.object_id, now)?;
-        }
-        Ok(describe(&outcome, &data.object_id))
+        log_moved(&stored);
+        follow_remote_change(conn, &stored, &data.object_id, now)?;
+        Ok(describe(&stored.outcome, &data.object_id))
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);
     Ok(receipt)
 }
 
-/// Moves or removes our people's reminders for a remote event its origin changed or deleted,
-/// and marks cancelled their RSVPs whose occurrence is gone.
+/// Moves or removes our people's reminders for the remote events a change from their origin
+/// touched, and marks cancelled their RSVPs whose occurrence is gone.
 fn follow_remote_change(
     conn: &mut AnyConnection,
+    stored: &remote::Stored,
     object_id: &str,
     now: DateTime<Utc>,
 ) -> Result<(), Rejection> {
-    if let Some(stored) = remote::find(conn, object_id).map_err(|e| Rejection::internal(&e))? {
-        crate::notify::reminders::remote_event_changed(conn, stored.id, now)
+    if matches!(stored.outcome, Outcome::Ignored(_)) {
+        return Ok(());
+    }
+    let mut touched: Vec<i64> = stored.moved.iter().map(|m| m.remote_event_id).collect();
+    if let Some(event) = remote::find(conn, object_id).map_err(|e| Rejection::internal(&e))? {
+        touched.push(event.id);
+    }
+    touched.sort_unstable();
+    touched.dedup();
+    for id in touched {
+        crate::notify::reminders::remote_event_changed(conn, id, now)
             .map_err(|e| Rejection::internal(&e))?;
-        rsvp::outgoing::remote_event_changed(conn, stored.id, now)
-            .map_err(|e| Rejection::internal(&e))?;
+        rsvp::outgoing::remote_event_changed(conn, id, now).map_err(|e| Rejection::internal(&e))?;
     }
     Ok(())
+}
+
+fn log_moved(stored: &remote::Stored) {
+    for moved in &stored.moved {
+        tracing::debug!(
+            remote_event = moved.remote_event_id,
+            recurrence_id = %moved.recurrence_id,
+            old_start = %moved.old_start,
+            new_start = ?moved.new_start,
+            "remote occurrence moved"
+        );
+    }
 }
 
 fn describe(outcome: &Outcome, object_id: &str) -> String {
@@ -523,12 +543,11 @@ async fn delete(
     let version = deletion_time(&checked);
     let checked_now = checked.now;
     let receipt = with_receipt(context, &checked, move |conn| {
-        let outcome = remote::delete(conn, &origin, &object_id, version)
+        let stored = remote::delete(conn, &origin, &object_id, version)
             .map_err(|e| Rejection::internal(&e))?;
-        if outcome == Outcome::Deleted {
-            follow_remote_change(conn, &object_id, checked_now)?;
-        }
-        Ok(describe(&outcome, &object_id))
+        log_moved(&stored);
+        follow_remote_change(conn, &stored, &object_id, checked_now)?;
+        Ok(describe(&stored.outcome, &object_id))
     })
     .await?;
     log_decision(&checked, "processed", &receipt.effect);

@@ -2,10 +2,19 @@
 //!
 //! A one-off event is one object. A recurring event is published as its series object, whose
 //! times are those of the next occurrence and which carries the rule in `rose:` terms, plus one
-//! object per occurrence linked to the series by `rose:series`.
+//! object per occurrence linked to the series by `rose:series` and keyed by its original start
+//! in `rose:recurrenceId`.
+//!
+//! `remainingAttendeeCapacity` is the capacity minus the seats booked, read from the booking
+//! projection. Seats reserved by live holds are not subtracted: a hold lapses without any
+//! write, so a copy that counted it would go stale at a peer.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde_json::json;
+
+use crate::booking::store::OccurrenceSeats;
 
 use crate::calendar::event::{EventDetails, EventStatus};
 use crate::calendar::occurrence::{Occurrence, occurrences};
@@ -34,15 +43,33 @@ pub fn occurrence_id(public_url: &str, event_id: i64, recurrence_id: DateTime<Ut
     )
 }
 
+/// The seats of an event's occurrences, keyed by recurrence id (a one-off event's start), as
+/// [`crate::booking::store::occurrence_seats`] loads them.
+pub type Seats = HashMap<DateTime<Utc>, OccurrenceSeats>;
+
+/// Returns the seats left at `occurrence`: its capacity (the occurrence's own, else the
+/// event's) minus the seats booked, or `None` when it has no limit.
+pub fn seats_left(stored: &StoredEvent, occurrence: &Occurrence, seats: &Seats) -> Option<i32> {
+    let key = occurrence.recurrence_id.unwrap_or(occurrence.start);
+    let booked = seats.get(&key).copied().unwrap_or_default();
+    let capacity = booked.capacity_override.or(stored.event.capacity)?;
+    Some((capacity - booked.seats_taken).max(0))
+}
+
 /// Builds the series object, timed at the first occurrence that has not ended by `now`, or at
 /// the last one when all are over. `None` when the event has no occurrence at all.
+///
+/// NOTE: the seats left of a series object are those of the occurrence it is timed at when it
+/// was sent. Only the occurrence objects (and a one-off event's object) are updated when seats
+/// change, so peers should read capacity from those.
 pub fn series_object(
     stored: &StoredEvent,
     publisher: &Publisher<'_>,
     now: DateTime<Utc>,
+    seats: &Seats,
 ) -> Option<protocol::Event> {
     let next = next_occurrence(stored, now)?;
-    let mut object = build(stored, &next, publisher);
+    let mut object = build(stored, &next, publisher, seats_left(stored, &next, seats));
     let schedule = &stored.event.schedule;
     let basis = schedule.basis;
     if schedule.rrule.is_some() || !schedule.rdates.is_empty() {
@@ -62,17 +89,21 @@ pub fn series_object(
     Some(object)
 }
 
-/// Builds the object of one occurrence.
+/// Builds the object of one occurrence, with its own seats left and, when an override cancelled
+/// it, status `CANCELLED`.
 pub fn occurrence_object(
     stored: &StoredEvent,
     occurrence: &Occurrence,
     publisher: &Publisher<'_>,
+    seats: &Seats,
 ) -> protocol::Event {
-    let mut object = build(stored, occurrence, publisher);
+    let left = seats_left(stored, occurrence, seats);
+    let mut object = build(stored, occurrence, publisher, left);
     if let Some(recurrence_id) = occurrence.recurrence_id {
         object.id = occurrence_id(publisher.public_url, stored.id, recurrence_id);
         object.url.clone_from(&object.id);
         object.series = Some(format!("{}/events/{}", publisher.public_url, stored.id));
+        object.recurrence_id = Some(utc_text(recurrence_id));
     }
     object
 }
@@ -111,6 +142,7 @@ fn build(
     stored: &StoredEvent,
     occurrence: &Occurrence,
     publisher: &Publisher<'_>,
+    seats_left: Option<i32>,
 ) -> protocol::Event {
     let details = &occurrence.details;
     let basis = occurrence.basis;
@@ -152,14 +184,14 @@ fn build(
             })
             .collect(),
         maximum_attendee_capacity: capacity.unwrap_or(0),
-        // NOTE: seats taken are not counted yet, so the whole capacity is reported as left.
-        remaining_attendee_capacity: capacity,
+        remaining_attendee_capacity: seats_left,
         attributed_to: actor.clone(),
         to: vec![PUBLIC.to_owned()],
         cc: vec![format!("{actor}/followers")],
         published: utc_text(stored.created_at),
         updated: utc_text(stored.updated_at),
         series: None,
+        recurrence_id: None,
         rrule: None,
         exdate: Vec::new(),
         rdate: Vec::new(),
@@ -210,7 +242,9 @@ fn wire_time(pinned: DateTime<Utc>, basis: TimeBasis, calendar_zone: chrono_tz::
         .to_string()
 }
 
-fn utc_text(instant: DateTime<Utc>) -> String {
+/// Formats an instant as RFC 3339 UTC with whole seconds, the form of `published` and
+/// `updated`.
+pub fn utc_text(instant: DateTime<Utc>) -> String {
     instant.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 

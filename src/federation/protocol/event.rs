@@ -66,6 +66,10 @@ pub struct Event {
     /// The series an occurrence belongs to.
     #[serde(rename = "rose:series", skip_serializing_if = "Option::is_none")]
     pub series: Option<String>,
+    /// An occurrence's original start in UTC (RFC 3339), which stays its key when an override
+    /// moves it.
+    #[serde(rename = "rose:recurrenceId", skip_serializing_if = "Option::is_none")]
+    pub recurrence_id: Option<String>,
     /// The series' recurrence rule, for peers that expand recurrence themselves.
     #[serde(rename = "rose:rrule", skip_serializing_if = "Option::is_none")]
     pub rrule: Option<String>,

@@ -94,9 +94,14 @@ pub struct RemoteOccurrence {
     pub location: Option<String>,
     /// The organizer's page for it, else its object id.
     pub url: String,
-    /// Whether the organizer cancelled it.
+    /// Whether the organizer cancelled it (or the whole event).
     pub cancelled: bool,
+    /// The occurrence's own object id, when its origin published one.
+    pub object_id: Option<String>,
 }
+
+/// Start, end, status and object id of a stored remote occurrence.
+type OccurrenceRow = (NaiveDateTime, NaiveDateTime, Option<String>, Option<String>);
 
 /// Finds an occurrence of remote event `remote_event_id`: the one starting at
 /// `recurrence_id`, or the only one of a one-off event (`None`). A deleted event has none.
@@ -126,21 +131,39 @@ pub fn remote_occurrence(
     }
     let mut query = remote_occurrences::table
         .filter(remote_occurrences::remote_event_id.eq(remote_event_id))
-        .select((remote_occurrences::start_at, remote_occurrences::end_at))
+        .filter(remote_occurrences::deleted.eq(false))
+        .select((
+            remote_occurrences::start_at,
+            remote_occurrences::end_at,
+            remote_occurrences::status,
+            remote_occurrences::object_id,
+        ))
         .order(remote_occurrences::start_at.asc())
         .into_boxed();
     if let Some(rid) = recurrence_id {
-        query = query.filter(remote_occurrences::start_at.eq(rid.naive_utc()));
+        // Occurrences are named by their original start, which stays when the origin moves
+        // one; rows stored before recurrence ids were kept are named by their start.
+        let rid = rid.naive_utc();
+        query = query.filter(
+            remote_occurrences::recurrence_id
+                .eq(rid)
+                .or(remote_occurrences::recurrence_id
+                    .is_null()
+                    .and(remote_occurrences::start_at.eq(rid))),
+        );
     }
-    let span: Option<(NaiveDateTime, NaiveDateTime)> = query.first(conn).optional()?;
-    Ok(span.map(|(start, end)| RemoteOccurrence {
-        title,
-        start: start.and_utc(),
-        end: end.and_utc(),
-        location,
-        url: url.unwrap_or(object_id),
-        cancelled: status == "cancelled",
-    }))
+    let found: Option<OccurrenceRow> = query.first(conn).optional()?;
+    Ok(found.map(
+        |(start, end, occurrence_status, occurrence_object)| RemoteOccurrence {
+            title,
+            start: start.and_utc(),
+            end: end.and_utc(),
+            location,
+            url: url.unwrap_or(object_id),
+            cancelled: status == "cancelled" || occurrence_status.as_deref() == Some("cancelled"),
+            object_id: occurrence_object,
+        },
+    ))
 }
 
 /// Cleans a reason a peer gave: markup and control characters removed, whitespace folded,

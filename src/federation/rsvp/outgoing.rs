@@ -103,14 +103,14 @@ fn reminder_ref(event: &RemoteEvent, occurrence: DateTime<Utc>) -> OccurrenceRef
 }
 
 /// Checks that `occurrence` names an occurrence of `event` that is not cancelled and lies
-/// ahead, and returns the start that names it: the occurrence's own for a series, the event's
-/// start for a one-off event.
+/// ahead, and returns the start that names it (the occurrence's own for a series, the event's
+/// start for a one-off event) with the occurrence's own object id, if its origin sent one.
 fn bookable_start(
     conn: &mut AnyConnection,
     event: &RemoteEvent,
     occurrence: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
-) -> Result<DateTime<Utc>, Error> {
+) -> Result<(DateTime<Utc>, Option<String>), Error> {
     let remote_event_id = event.id;
     let lookup = if event.rrule.is_some() {
         let Some(start) = occurrence else {
@@ -148,7 +148,7 @@ fn bookable_start(
         )
         .into());
     }
-    Ok(lookup.unwrap_or(found.start))
+    Ok((lookup.unwrap_or(found.start), found.object_id))
 }
 
 /// Records person `person`'s RSVP to an occurrence of remote event `remote_event_id` and
@@ -175,7 +175,7 @@ pub fn join(
             )
             .into());
         }
-        let start = bookable_start(conn, &event, occurrence, now)?;
+        let (start, occurrence_object) = bookable_start(conn, &event, occurrence, now)?;
         let existing: Option<Row> = outgoing_rsvps::table
             .filter(outgoing_rsvps::person.eq(person))
             .filter(outgoing_rsvps::remote_event_id.eq(remote_event_id))
@@ -187,6 +187,9 @@ pub fn join(
         }
         actors::ensure_person(conn, person)?;
         let version = existing.as_ref().map_or(1, |row| row.version + 1);
+        // A series' occurrence is joined by its own object when the origin published one
+        // (and by the series with rose:recurrenceId in any case).
+        let object = occurrence_object.unwrap_or_else(|| event.object_id.clone());
         let actor = actors::person_id(public_url, person);
         let join_id = format!(
             "{actor}/rsvps/{remote_event_id}-{}-{version}",
@@ -197,6 +200,7 @@ pub fn join(
                 diesel::update(outgoing_rsvps::table.find(row.id))
                     .set((
                         outgoing_rsvps::join_activity_id.eq(&join_id),
+                        outgoing_rsvps::object_id.eq(&object),
                         outgoing_rsvps::inbox.eq(inbox),
                         outgoing_rsvps::version.eq(version),
                         outgoing_rsvps::state.eq("requested"),
@@ -211,7 +215,7 @@ pub fn join(
                     outgoing_rsvps::person.eq(person),
                     outgoing_rsvps::remote_event_id.eq(remote_event_id),
                     outgoing_rsvps::occurrence_start.eq(start.naive_utc()),
-                    outgoing_rsvps::object_id.eq(&event.object_id),
+                    outgoing_rsvps::object_id.eq(&object),
                     outgoing_rsvps::inbox.eq(inbox),
                     outgoing_rsvps::join_activity_id.eq(&join_id),
                     outgoing_rsvps::version.eq(version),
@@ -230,7 +234,7 @@ pub fn join(
             "id": join_id,
             "type": "Join",
             "actor": actor,
-            "object": event.object_id,
+            "object": object,
             "to": [event.actor_id],
             "published": now.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
         });
