@@ -364,3 +364,17 @@ diesel::allow_tables_to_appear_in_same_query!(
     remote_events,
     remote_occurrences,
 );
+
+diesel::table! {
+    delivery_domains (domain) {
+        domain -> Text,
+        state -> Text,
+        consecutive_failures -> Integer,
+        first_failure_at -> Nullable<Timestamp>,
+        last_failure_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        last_success_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}
