@@ -10,6 +10,7 @@
 //! attempt time, and while it is dead they stay parked between probes.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration as StdDuration;
 
@@ -98,12 +99,20 @@ pub struct DeliveryHandler {
     /// kept up to date by this process's own results. `None`: no failure recorded, or
     /// healthy again.
     health: Mutex<HashMap<String, Option<DomainHealth>>>,
+    /// Signing keys (key id and PEM) of the current batches' actors, read once per batch by
+    /// `prepare`. `None`: the actor is gone.
+    keys: Mutex<HashMap<String, Option<(String, String)>>>,
+    /// HTTP clients by host and checked address. Deliveries to one server share a client and
+    /// its open connections instead of building a client, TLS settings included, per job.
+    clients: Mutex<HashMap<(String, SocketAddr), reqwest::Client>>,
 }
 
 /// Domains whose health is kept in memory at most; the map is emptied when it grows past this.
 const HEALTH_CACHE_SIZE: usize = 10_000;
+/// HTTP clients kept at most; the map is emptied when it grows past this.
+const CLIENT_CACHE_SIZE: usize = 1_000;
 
-/// How a job of a domain may go ahead.
+/// Permission for a job of a domain to go ahead.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Pass {
     /// The domain is healthy.
@@ -114,11 +123,11 @@ enum Pass {
     Wait(DateTime<Utc>, String),
 }
 
-/// How an attempt went, as the domain's health sees it.
+/// Result of an attempt, as it bears on the domain's health.
 enum Attempt {
-    /// The server answered, even if only to refuse: it is up.
+    /// The server responded, even if only to reject the delivery: it is up.
     Answered(Outcome),
-    /// The server could not be reached or said it is overloaded (408, 429, 5xx).
+    /// The server could not be reached or reported overload (408, 429, 5xx).
     Unreachable {
         error: String,
         retry_after: Option<StdDuration>,
@@ -142,6 +151,8 @@ impl DeliveryHandler {
             policy,
             clock,
             health: Mutex::new(HashMap::new()),
+            keys: Mutex::new(HashMap::new()),
+            clients: Mutex::new(HashMap::new()),
         }
     }
 
@@ -224,14 +235,14 @@ impl DeliveryHandler {
         }
     }
 
-    /// Records that a failing domain answered, which makes it healthy.
+    /// Records that a failing domain responded, which makes it healthy.
     async fn record_answer(&self, domain: &str) {
         let (name, now) = (domain.to_owned(), self.clock.now());
         let recorded = self
             .with_conn(move |conn| domains::record_success(conn, &name, now))
             .await;
         if let Err(error) = recorded {
-            tracing::warn!(domain, error = %error, "cannot record that a domain answered");
+            tracing::warn!(domain, error = %error, "cannot record that a domain responded");
         } else {
             self.remember(domain, None);
         }
@@ -320,12 +331,7 @@ impl DeliveryHandler {
                 )));
             }
         };
-        let client = match reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(SEND_TIMEOUT)
-            .resolve(url.host_str().unwrap_or_default(), address)
-            .build()
-        {
+        let client = match self.client(url, address) {
             Ok(client) => client,
             Err(error) => {
                 return Attempt::NotSent(Outcome::Failed(format!(
@@ -360,7 +366,35 @@ impl DeliveryHandler {
         }
     }
 
+    /// The client for `url`'s host, pinned to the checked `address`.
+    fn client(&self, url: &url::Url, address: SocketAddr) -> reqwest::Result<reqwest::Client> {
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let key = (host, address);
+        if let Some(client) = lock(&self.clients).get(&key) {
+            return Ok(client.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(SEND_TIMEOUT)
+            .resolve(&key.0, address)
+            .build()?;
+        let mut clients = lock(&self.clients);
+        if clients.len() >= CLIENT_CACHE_SIZE {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// The signing key of `actor`, from this batch's reading when there is one.
     async fn signing_key(&self, actor: &str) -> Result<Option<(String, String)>, String> {
+        if let Some(key) = lock(&self.keys).get(actor) {
+            return Ok(key.clone());
+        }
+        self.read_signing_key(actor).await
+    }
+
+    async fn read_signing_key(&self, actor: &str) -> Result<Option<(String, String)>, String> {
         let public_url = self.settings.public_url.clone();
         let actor = actor.to_owned();
         self.with_conn(move |conn| super::outbox::signing_key(conn, &public_url, &actor))
@@ -394,11 +428,32 @@ impl DeliveryHandler {
         cache.insert(domain.to_owned(), health);
     }
 
-    /// Reads the health of every domain in `jobs` in one query.
-    async fn load_health(&self, jobs: &[Job]) {
-        let mut names: Vec<String> = jobs
+    /// Reads what the batch `jobs` needs before they run: the health of their domains, in one
+    /// query, and the signing key of each sending actor.
+    async fn load_batch(&self, jobs: &[Job]) {
+        let addressed: Vec<Addressing> = jobs
             .iter()
-            .filter_map(|job| serde_json::from_str::<InboxOnly>(&job.payload).ok())
+            .filter_map(|job| serde_json::from_str(&job.payload).ok())
+            .collect();
+        let mut actors: Vec<&str> = addressed.iter().map(|a| a.actor.as_str()).collect();
+        actors.sort_unstable();
+        actors.dedup();
+        let mut keys = HashMap::new();
+        for actor in actors {
+            match self.read_signing_key(actor).await {
+                Ok(key) => {
+                    keys.insert(actor.to_owned(), key);
+                }
+                Err(error) => tracing::warn!(actor, error = %error, "cannot read a signing key"),
+            }
+        }
+        *lock(&self.keys) = keys;
+        self.load_health(&addressed).await;
+    }
+
+    async fn load_health(&self, addressed: &[Addressing]) {
+        let mut names: Vec<String> = addressed
+            .iter()
             .filter_map(|delivery| super::domain_of(&delivery.inbox))
             .collect();
         names.sort_unstable();
@@ -437,9 +492,10 @@ impl DeliveryHandler {
     }
 }
 
-/// The inbox of a delivery payload, read without the activity.
+/// The sender and inbox of a delivery payload, read without the activity.
 #[derive(Deserialize)]
-struct InboxOnly {
+struct Addressing {
+    actor: String,
     inbox: String,
 }
 
@@ -455,7 +511,7 @@ impl JobHandler for DeliveryHandler {
     }
 
     fn prepare<'a>(&'a self, jobs: &'a [Job]) -> BoxFuture<'a, ()> {
-        Box::pin(self.load_health(jobs))
+        Box::pin(self.load_batch(jobs))
     }
 }
 
