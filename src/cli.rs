@@ -71,6 +71,9 @@ pub enum Command {
         #[command(subcommand)]
         action: PeerAction,
     },
+    /// List the delivery health of remote domains that ever failed, failing ones first:
+    /// domain, state, consecutive failures, failing since, next attempt or probe, last error.
+    Domains,
     /// Load and validate the settings, then print them without secrets.
     CheckConfig,
     /// Rebuild seats taken and booking states from the booking ledger and report every
@@ -213,6 +216,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Export { calendar } => export(&config, &calendar),
         Command::Expand { file } => expand(file.as_deref()),
         Command::Peer { action } => peer(&config, action),
+        Command::Domains => domains(&config),
         Command::CheckConfig => check_config(&config),
         Command::VerifyLedger => verify_ledger(&config),
         Command::Work => work(&config),
@@ -424,6 +428,27 @@ fn peer(config: &Config, action: PeerAction) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn domains(config: &Config) -> anyhow::Result<()> {
+    let mut conn = open_database(config)?;
+    let mut out = std::io::stdout().lock();
+    let instant = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(|| "-".to_owned(), |t| t.to_rfc3339())
+    };
+    for health in crate::delivery::domains::list(&mut conn)? {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}\t{}",
+            health.domain,
+            health.state.as_str(),
+            health.consecutive_failures,
+            instant(health.first_failure_at),
+            instant(health.next_attempt_at),
+            health.last_error.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
 fn check_config(config: &Config) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -440,6 +465,16 @@ fn check_config(config: &Config) -> anyhow::Result<()> {
     writeln!(out, "workers = {}", delivery.workers)?;
     writeln!(out, "job_lease_seconds = {}", delivery.job_lease_seconds)?;
     writeln!(out, "job_retention_days = {}", delivery.job_retention_days)?;
+    writeln!(
+        out,
+        "domain_dead_after_hours = {}",
+        delivery.domain_dead_after_hours
+    )?;
+    writeln!(
+        out,
+        "domain_probe_minutes = {}",
+        delivery.domain_probe_minutes
+    )?;
     writeln!(
         out,
         "vapid_subject = {}",

@@ -97,6 +97,25 @@ pub struct DeliveryConfig {
     )]
     pub job_retention_days: u32,
 
+    /// Hours a domain may keep failing every ActivityPub delivery before it is marked dead:
+    /// its deliveries are then parked and one is tried as a probe every probe interval.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_DOMAIN_DEAD_AFTER_HOURS",
+        default_value_t = 72,
+        global = true
+    )]
+    pub domain_dead_after_hours: u32,
+
+    /// Minutes between two probes of a dead domain.
+    #[arg(
+        long,
+        env = "ROSE_EVENTS_DOMAIN_PROBE_MINUTES",
+        default_value_t = 360,
+        global = true
+    )]
+    pub domain_probe_minutes: u32,
+
     /// VAPID subject (`mailto:` address or `https://` URL) that push services can contact.
     /// Web Push is off until it is set.
     #[arg(long, env = "ROSE_EVENTS_VAPID_SUBJECT", global = true)]
@@ -149,6 +168,15 @@ pub struct DeliveryConfig {
 }
 
 impl DeliveryConfig {
+    /// Backoff, dead threshold and probe cadence of delivery domains.
+    pub fn domain_policy(&self) -> crate::delivery::domains::DomainPolicy {
+        crate::delivery::domains::DomainPolicy {
+            dead_after: chrono::Duration::hours(i64::from(self.domain_dead_after_hours)),
+            probe_interval: chrono::Duration::minutes(i64::from(self.domain_probe_minutes)),
+            ..crate::delivery::domains::DomainPolicy::default()
+        }
+    }
+
     /// Checks the delivery settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.workers > 64 {
@@ -167,6 +195,18 @@ impl DeliveryConfig {
             return Err(format!(
                 "job retention {} days is out of range: use 1 to 3650",
                 self.job_retention_days
+            ));
+        }
+        if !(1..=8760).contains(&self.domain_dead_after_hours) {
+            return Err(format!(
+                "domain dead threshold {} hours is out of range: use 1 to 8760",
+                self.domain_dead_after_hours
+            ));
+        }
+        if !(1..=10_080).contains(&self.domain_probe_minutes) {
+            return Err(format!(
+                "domain probe interval {} minutes is out of range: use 1 to 10080",
+                self.domain_probe_minutes
             ));
         }
         if let Some(subject) = &self.vapid_subject {

@@ -7,6 +7,10 @@
 //! A second process takes over the jobs whose lease ran out, and every job ends done. No
 //! message is shown twice under one dedup key, because resends carry the same Topic, which a
 //! push service uses to replace the earlier copy.
+//!
+//! The same holds for a federation fan-out: a `rose-events serve` process killed while it
+//! delivers an event's Create to many follower inboxes delivers every one of them after a
+//! restart.
 
 mod common;
 #[path = "oracle/delivery_support.rs"]
@@ -16,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use common::{Backend, TestDb};
+use common::inbox::TestInbox;
+use common::{Backend, TestDb, TestServer};
+use diesel::prelude::*;
+use rose_events::db::schema::{followers, jobs};
 use rose_events::delivery::queue::{self, NewJob};
 use rose_events::delivery::transport::PushUrgency;
 use rose_events::delivery::transport::web_push::topic_for;
@@ -178,3 +185,119 @@ fn killed_worker_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+const FOLLOWERS: usize = 200;
+
+/// Adds `FOLLOWERS` accepted followers of calendar `slug`, each with its own inbox on `inbox`.
+fn add_followers(server: &TestServer, slug: &str, inbox: &TestInbox) -> anyhow::Result<()> {
+    let mut conn = server.db.connect()?;
+    let calendar =
+        rose_events::calendar::store::find_calendar(&mut conn, slug)?.expect("the calendar exists");
+    for n in 0..FOLLOWERS {
+        let actor = inbox.url(&format!("/users/{n}"));
+        diesel::insert_into(followers::table)
+            .values((
+                followers::calendar_id.eq(Some(calendar.id)),
+                followers::actor_id.eq(&actor),
+                followers::inbox.eq(format!("{actor}/inbox")),
+                followers::follow_activity_id.eq(format!("{actor}#follow")),
+                followers::follow_json.eq("{}"),
+                followers::state.eq("accepted"),
+                followers::created_at.eq(Utc::now().naive_utc()),
+            ))
+            .execute(&mut conn)?;
+    }
+    Ok(())
+}
+
+/// ActivityPub jobs per state: pending, running, done, dead.
+fn delivery_counts(server: &TestServer) -> anyhow::Result<[usize; 4]> {
+    let mut conn = server.db.connect()?;
+    let states: Vec<String> = jobs::table
+        .filter(jobs::kind.eq("activitypub"))
+        .select(jobs::state)
+        .load(&mut conn)?;
+    let mut counts = [0; 4];
+    for state in states {
+        let slot = ["pending", "running", "done", "dead"]
+            .iter()
+            .position(|s| *s == state);
+        counts[slot.expect("known state")] += 1;
+    }
+    Ok(counts)
+}
+
+fn killed_server_loses_no_federation_delivery(backend: Backend) -> anyhow::Result<()> {
+    let inbox = TestInbox::start()?;
+    inbox.set_delay(Duration::from_millis(300));
+    let mut server = TestServer::start_with_env(
+        backend,
+        &[
+            ("ROSE_EVENTS_FEDERATION_ALLOW_LOCALHOST", "true"),
+            ("ROSE_EVENTS_JOB_LEASE_SECONDS", "2"),
+            ("ROSE_EVENTS_WORKERS", "2"),
+        ],
+    )?;
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars",
+        &serde_json::json!({"slug": "choir", "name": "Choir", "default_zone": "Europe/Berlin"}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    add_followers(&server, "choir", &inbox)?;
+
+    // Scheduling an event publishes its Create to every follower's inbox.
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/choir/events",
+        &serde_json::json!({
+            "title": "Rehearsal",
+            "start": "2030-05-06T19:00:00",
+            "zone": "Europe/Berlin",
+            "duration": "PT2H",
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    wait_for("deliveries under way", Duration::from_secs(60), || {
+        Ok(inbox.count() >= 20)
+    })?;
+    server.crash()?;
+    let [_, running, done, _] = delivery_counts(&server)?;
+    assert!(done < FOLLOWERS, "killed before the fan-out finished");
+    eprintln!(
+        "at the kill: {} requests received, {done} deliveries done, {running} leased",
+        inbox.count()
+    );
+    server.restart()?;
+
+    wait_for("every delivery to finish", Duration::from_secs(120), || {
+        let [pending, running, _, _] = delivery_counts(&server)?;
+        Ok(pending + running == 0)
+    })?;
+    assert_eq!(delivery_counts(&server)?, [0, 0, FOLLOWERS, 0]);
+    let received = inbox.received();
+    let inboxes: BTreeSet<String> = received.iter().map(|r| r.path.clone()).collect();
+    assert_eq!(
+        inboxes.len(),
+        FOLLOWERS,
+        "every follower inbox got the Create"
+    );
+    assert!(
+        received
+            .iter()
+            .all(|r| r.signed && r.body.contains("\"Create\"")),
+        "only signed Creates"
+    );
+    eprintln!(
+        "{} requests for {FOLLOWERS} inboxes: {} sent again after the restart",
+        received.len(),
+        received.len() - FOLLOWERS
+    );
+    assert!(
+        received.len() - FOLLOWERS <= running,
+        "only deliveries leased at the kill were sent again"
+    );
+    Ok(())
+}
+
+on_both_backends!(killed_server_loses_no_federation_delivery);

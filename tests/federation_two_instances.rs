@@ -339,6 +339,23 @@ fn local_booking_at(
         .to_owned())
 }
 
+/// Gives `people` email reminders `minutes` before their occurrences.
+fn remind_by_email(server: &TestServer, people: &[&str], minutes: i32) -> anyhow::Result<()> {
+    for person in people {
+        let reply = server.send_json(
+            "PUT",
+            &format!("/api/v1/people/{person}"),
+            &json!({
+                "email": format!("{person}@example.org"),
+                "channels": ["email"],
+                "reminder_offsets_minutes": [minutes],
+            }),
+        )?;
+        assert!(reply.status < 300, "{}", reply.body);
+    }
+    Ok(())
+}
+
 /// Moves the occurrence of `event` on `server` with recurrence id `rid` an hour later with an
 /// override, and returns its new start.
 fn move_occurrence(
@@ -398,14 +415,7 @@ fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
         .as_str()
         .context("start_utc")?
         .to_owned();
-    for person in ["alice", "carl"] {
-        let reply = a.send_json(
-            "PUT",
-            &format!("/api/v1/people/{person}"),
-            &json!({"email": format!("{person}@example.org"), "channels": ["email"], "reminder_offsets_minutes": [60]}),
-        )?;
-        assert!(reply.status < 300, "{}", reply.body);
-    }
+    remind_by_email(&a, &["alice", "carl"], 60)?;
     let reply = a.send_json(
         "POST",
         "/api/v1/people/alice/rsvps",

@@ -1,5 +1,5 @@
-//! Token-protected federation administration: peers and their trust, and the followers of
-//! calendars that approve them by hand.
+//! Token-protected federation administration: peers and their trust, the delivery health of
+//! remote domains, and the followers of calendars that approve them by hand.
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -16,6 +16,10 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/api/v1/peers", web::get().to(list_peers))
         .route("/api/v1/peers", web::post().to(add_peer))
         .route("/api/v1/peers/{domain}", web::put().to(set_peer))
+        .route(
+            "/api/v1/delivery-domains",
+            web::get().to(list_delivery_domains),
+        )
         .route(
             "/api/v1/calendars/{slug}/federation",
             web::put().to(set_calendar_federation),
@@ -37,6 +41,21 @@ async fn list_peers(
     require_token(&request, &state).await?;
     let list = state.with_conn(|conn| Ok(peers::list(conn)?)).await?;
     Ok(HttpResponse::Ok().json(json!({ "peers": list })))
+}
+
+/// Lists the delivery health of every domain that ever failed, failing ones first.
+async fn list_delivery_domains(
+    request: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    require_token(&request, &state).await?;
+    let list = state
+        .with_conn(|conn| {
+            crate::delivery::domains::list(conn)
+                .map_err(|e| ApiError::from(crate::federation::Error::from(e)))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "domains": list })))
 }
 
 #[derive(Debug, Deserialize)]

@@ -427,3 +427,17 @@ diesel::table! {
         updated_at -> Timestamp,
     }
 }
+
+diesel::table! {
+    delivery_domains (domain) {
+        domain -> Text,
+        state -> Text,
+        consecutive_failures -> Integer,
+        first_failure_at -> Nullable<Timestamp>,
+        last_failure_at -> Nullable<Timestamp>,
+        next_attempt_at -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        last_success_at -> Nullable<Timestamp>,
+        updated_at -> Timestamp,
+    }
+}

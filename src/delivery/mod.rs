@@ -7,6 +7,7 @@
 //!  worker loop ──► claim (lease; PostgreSQL FOR UPDATE SKIP LOCKED) ──► handler by kind
 //!                        ▲                                                  │
 //!                        └── pending again (backoff, Retry-After) ◄─ retry ─┤
+//!                        ├── pending again, attempt not spent ◄─ defer ─────┤
 //!                                                    done ◄─────────────────┤
 //!                                                    dead ◄─ permanent, deadline, attempts
 //! ```
@@ -23,6 +24,7 @@
 
 pub mod cleanup;
 pub mod clock;
+pub mod domains;
 pub mod queue;
 pub mod retry;
 pub mod transport;

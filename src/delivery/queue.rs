@@ -355,6 +355,31 @@ pub fn reschedule(
     Ok(updated == 1)
 }
 
+/// Puts a leased job back to pending until `run_at` without counting the attempt it was
+/// claimed with, and keeps `note` as its last error. For jobs that were not tried because
+/// their destination is waiting.
+pub fn defer(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    run_at: DateTime<Utc>,
+    note: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let updated = diesel::update(leased(id, owner))
+        .set((
+            jobs::state.eq(JobState::Pending.as_str()),
+            jobs::run_at.eq(run_at.naive_utc()),
+            jobs::attempts.eq(jobs::attempts - 1),
+            jobs::lease_owner.eq(None::<String>),
+            jobs::lease_until.eq(None::<NaiveDateTime>),
+            jobs::last_error.eq(note),
+            jobs::updated_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(updated == 1)
+}
+
 /// Marks a leased job dead with the reason.
 pub fn kill(
     conn: &mut AnyConnection,

@@ -21,6 +21,14 @@ pub enum Outcome {
     },
     /// A permanent failure: the job dies now.
     Failed(String),
+    /// Not tried now, for a reason outside the job (its destination is backing off): run it
+    /// again at `until` without counting this attempt.
+    Defer {
+        /// When to run it again.
+        until: DateTime<Utc>,
+        /// Reason for the wait, kept as the job's last error.
+        note: String,
+    },
 }
 
 /// Next state of a job after an attempt.
@@ -32,6 +40,8 @@ pub enum Verdict {
     RetryAt(DateTime<Utc>, String),
     /// Mark it dead with this reason.
     Dead(String),
+    /// Make it pending again from this instant, giving back the attempt it was claimed with.
+    Defer(DateTime<Utc>, String),
 }
 
 /// Backoff settings.
@@ -102,6 +112,14 @@ impl RetryPolicy {
                     _ => Verdict::RetryAt(at, error),
                 }
             }
+            Outcome::Defer { until, note } => match deadline {
+                Some(deadline) if until >= deadline => Verdict::Dead(format!(
+                    "{note}; the next try at {} would pass the deadline {}",
+                    until.to_rfc3339(),
+                    deadline.to_rfc3339()
+                )),
+                _ => Verdict::Defer(until, note),
+            },
         }
     }
 }
@@ -182,6 +200,29 @@ mod tests {
         let deadline = Some(at("2026-05-02T08:30:00Z"));
         let verdict = RetryPolicy::default().decide(outcome, 1, 8, deadline, now, 0.5);
         assert!(matches!(verdict, Verdict::Dead(reason) if reason.contains("deadline")));
+    }
+
+    #[test]
+    fn deferral_past_the_deadline_kills_with_its_reason() {
+        let now = at("2026-05-02T08:00:00Z");
+        let defer = |hours| Outcome::Defer {
+            until: now + Duration::hours(hours),
+            note: "parked: domain a.example is dead".into(),
+        };
+        let deadline = Some(at("2026-05-02T12:00:00Z"));
+        let policy = RetryPolicy::default();
+        assert_eq!(
+            policy.decide(defer(1), 3, 8, deadline, now, 0.5),
+            Verdict::Defer(
+                now + Duration::hours(1),
+                "parked: domain a.example is dead".into()
+            )
+        );
+        let late = policy.decide(defer(6), 3, 8, deadline, now, 0.5);
+        assert!(
+            matches!(&late, Verdict::Dead(reason) if reason.contains("a.example") && reason.contains("deadline")),
+            "{late:?}"
+        );
     }
 
     #[test]

@@ -232,6 +232,9 @@ impl Worker {
                                 queue::reschedule(conn, id, &owner, at, &error, now)?
                             }
                             Verdict::Dead(error) => queue::kill(conn, id, &owner, &error, now)?,
+                            Verdict::Defer(at, note) => {
+                                queue::defer(conn, id, &owner, at, &note, now)?
+                            }
                         };
                         if !recorded {
                             lost += 1;
@@ -292,6 +295,13 @@ fn log_verdict(job: &Job, verdict: &Verdict) {
             retry_at = %at.to_rfc3339(),
             error = %error,
             "job failed, will retry"
+        ),
+        Verdict::Defer(at, note) => tracing::debug!(
+            job_id = job.id,
+            kind = %job.kind,
+            until = %at.to_rfc3339(),
+            note = %note,
+            "job deferred"
         ),
         Verdict::Dead(error) => tracing::error!(
             job_id = job.id,

@@ -11,10 +11,9 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
-use rsa::pkcs1v15::{Signature, SigningKey, VerifyingKey};
-use rsa::pkcs8::{DecodePrivateKey, DecodePublicKey};
-use rsa::signature::{SignatureEncoding, Signer, Verifier};
-use rsa::{RsaPrivateKey, RsaPublicKey};
+use openssl::hash::MessageDigest;
+use openssl::pkey::{Id, PKey};
+use openssl::sign::{Signer, Verifier};
 use sha2::{Digest as _, Sha256};
 
 /// Maximum age of a signed `Date`.
@@ -284,20 +283,29 @@ pub fn signing_string(
     Ok(lines.join("\n"))
 }
 
+/// Largest RSA key accepted, in bits, which bounds the work one request can cost.
+const MAX_KEY_BITS: u32 = 4096;
+
 /// Verifies the signature bytes over `signing_string` with an SPKI PEM public key.
 pub fn verify(
     signature: &SignatureHeader,
     signing_string: &str,
     public_key_pem: &str,
 ) -> Result<(), SignatureError> {
-    let key = RsaPublicKey::from_public_key_pem(public_key_pem)
-        .map_err(|_| SignatureError::KeyType(signature.key_id.clone()))?;
-    let verifying = VerifyingKey::<Sha256>::new(key);
-    let bytes = Signature::try_from(signature.signature.as_slice())
-        .map_err(|_| SignatureError::Invalid(signature.key_id.clone()))?;
-    verifying
-        .verify(signing_string.as_bytes(), &bytes)
-        .map_err(|_| SignatureError::Invalid(signature.key_id.clone()))
+    let key = PKey::public_key_from_pem(public_key_pem.as_bytes())
+        .ok()
+        .filter(|key| key.id() == Id::RSA && key.bits() <= MAX_KEY_BITS)
+        .ok_or_else(|| SignatureError::KeyType(signature.key_id.clone()))?;
+    let verified = Verifier::new(MessageDigest::sha256(), &key)
+        .and_then(|mut verifier| {
+            verifier.verify_oneshot(&signature.signature, signing_string.as_bytes())
+        })
+        .unwrap_or(false);
+    if verified {
+        Ok(())
+    } else {
+        Err(SignatureError::Invalid(signature.key_id.clone()))
+    }
 }
 
 /// Runs every check on a signed request with a known key: digest, coverage, time and the
@@ -364,13 +372,12 @@ pub fn sign(
         lines.push(format!("digest: {digest}"));
     }
 
-    let key = RsaPrivateKey::from_pkcs8_pem(private_key_pem)
-        .map_err(|e| format!("private key of {key_id} cannot be read: {e}"))?;
-    let signed = SigningKey::<Sha256>::new(key).sign(lines.join("\n").as_bytes());
+    let signed = sign_bytes(lines.join("\n").as_bytes(), private_key_pem)
+        .map_err(|e| format!("private key of {key_id} cannot sign: {e}"))?;
     let signature = format!(
         "keyId=\"{key_id}\",algorithm=\"rsa-sha256\",headers=\"{}\",signature=\"{}\"",
         names.join(" "),
-        BASE64.encode(signed.to_bytes())
+        BASE64.encode(signed)
     );
     Ok(SignedHeaders {
         host,
@@ -378,6 +385,13 @@ pub fn sign(
         digest,
         signature,
     })
+}
+
+/// Signs `data` with RSASSA-PKCS1-v1_5 over SHA-256 and a PKCS#8 PEM private key, through
+/// OpenSSL.
+fn sign_bytes(data: &[u8], private_key_pem: &str) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+    let key = PKey::private_key_from_pem(private_key_pem.as_bytes())?;
+    Signer::new(MessageDigest::sha256(), &key)?.sign_oneshot_to_vec(data)
 }
 
 #[cfg(test)]
@@ -397,6 +411,46 @@ mod tests {
         );
         assert_eq!(parsed.as_ref().map(|s| s.headers.len()), Ok(4));
         assert_eq!(parsed.map(|s| s.signature), Ok(vec![0, 1, 2]));
+    }
+
+    #[test]
+    fn signature_verifies_with_the_matching_key_only() {
+        let pair = activitypub_federation::http_signatures::generate_actor_keypair()
+            .map_err(|e| e.to_string());
+        let Ok(pair) = pair else {
+            panic!("key generation failed: {pair:?}");
+        };
+        let url = url::Url::parse("https://b.example/inbox").unwrap_or_else(|e| panic!("{e}"));
+        let now = DateTime::parse_from_rfc3339("2030-01-01T00:00:00Z")
+            .map(|d| d.to_utc())
+            .unwrap_or_default();
+        let signed = sign(
+            "POST",
+            &url,
+            Some(b"{}"),
+            "https://a.example/u#k",
+            &pair.private_key,
+            now,
+        );
+        let header =
+            signed.and_then(|s| parse_signature_header(&s.signature).map_err(|e| e.to_string()));
+        let Ok(header) = header else {
+            panic!("signing failed: {header:?}");
+        };
+        let text = format!(
+            "(request-target): post /inbox\nhost: b.example\ndate: Tue, 01 Jan 2030 00:00:00 GMT\n\
+             digest: SHA-256={}",
+            BASE64.encode(Sha256::digest(b"{}"))
+        );
+        assert_eq!(verify(&header, &text, &pair.public_key), Ok(()));
+        assert!(matches!(
+            verify(&header, &format!("{text}x"), &pair.public_key),
+            Err(SignatureError::Invalid(_))
+        ));
+        assert!(matches!(
+            verify(&header, &text, "not a key"),
+            Err(SignatureError::KeyType(_))
+        ));
     }
 
     #[test]

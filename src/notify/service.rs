@@ -81,6 +81,8 @@ pub fn build(config: &Config, pool: DbPool, clock: &Arc<dyn Clock>) -> Result<De
         Arc::new(crate::federation::deliver::DeliveryHandler::new(
             context.pool.clone(),
             config.federation(),
+            settings.domain_policy(),
+            clock.clone(),
         )),
     );
     federation_handlers(&mut handlers, &context);

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use diesel::{Connection, PgConnection, RunQueryDsl};
 
+pub mod inbox;
 pub mod peer;
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -149,6 +150,8 @@ pub struct TestServer {
     /// The database it uses.
     pub db: TestDb,
     child: Child,
+    env: Vec<(String, String)>,
+    port: u16,
 }
 
 /// Path of the built binary.
@@ -185,13 +188,37 @@ impl TestServer {
             );
         }
         let token = String::from_utf8(token_output.stdout)?.trim().to_owned();
-        let (child, port) = spawn_server(&db, env)?;
+        let port = free_port()?;
+        let child = spawn_server(&db, env, port)?;
         Ok(TestServer {
             base: format!("http://127.0.0.1:{port}"),
             token,
             db,
             child,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            port,
         })
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    pub fn crash(&mut self) -> anyhow::Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// Starts the server again on the same database, port and settings, after [`Self::crash`].
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        self.child = spawn_server(&self.db, &env, self.port)?;
+        Ok(())
     }
 
     /// A full URL for `path`.
@@ -257,9 +284,8 @@ impl TestServer {
     }
 }
 
-/// Starts `rose-events serve` on `db` and a free loopback port, and waits until it listens.
-fn spawn_server(db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<(Child, u16)> {
-    let port = free_port()?;
+/// Starts `rose-events serve` on `db` and loopback `port`, and waits until it listens.
+fn spawn_server(db: &TestDb, env: &[(&str, &str)], port: u16) -> anyhow::Result<Child> {
     let mut child = Command::new(binary())
         .arg("serve")
         .env("ROSE_EVENTS_DATABASE_URL", &db.url)
@@ -292,7 +318,7 @@ fn spawn_server(db: &TestDb, env: &[(&str, &str)]) -> anyhow::Result<(Child, u16
             bail!("server did not start within 30 s");
         }
     }
-    Ok((child, port))
+    Ok(child)
 }
 
 /// A further server process on the same database as a [`TestServer`], killed on drop.
@@ -305,7 +331,8 @@ pub struct ExtraServer {
 impl TestServer {
     /// Starts another server process on this server's database.
     pub fn another_process(&self) -> anyhow::Result<ExtraServer> {
-        let (child, port) = spawn_server(&self.db, &[])?;
+        let port = free_port()?;
+        let child = spawn_server(&self.db, &[], port)?;
         Ok(ExtraServer {
             base: format!("http://127.0.0.1:{port}"),
             child,
