@@ -329,6 +329,21 @@ fn run_both(
     Ok(a? + b?)
 }
 
+/// Runs both workers at `now` until neither claims a job.
+fn drain_both(
+    runtime: &tokio::runtime::Runtime,
+    rig: &Rig,
+    other: &Worker,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    for _ in 0..10 {
+        if run_both(runtime, rig, other, now)? == 0 {
+            return Ok(());
+        }
+    }
+    anyhow::bail!("jobs were still due after ten rounds at {now}")
+}
+
 #[test]
 fn two_workers_try_a_failing_domain_once_per_round() -> anyhow::Result<()> {
     let runtime = runtime()?;
@@ -342,29 +357,32 @@ fn two_workers_try_a_failing_domain_once_per_round() -> anyhow::Result<()> {
         .collect();
     rig.enqueue("fan-out", &inboxes, t0)?;
 
-    // Both workers send their share and fail; the domain counts one failure.
-    assert_eq!(run_both(&runtime, &rig, &other, t0)?, 20);
-    assert_eq!(inbox.count(), 20);
+    // Both workers send what they claim and fail; the domain counts one failure. How the
+    // twenty split between the two claims depends on timing, so the counts below are
+    // relative to what this first round sent.
+    run_both(&runtime, &rig, &other, t0)?;
+    let first_round = inbox.count();
+    assert!(first_round >= 1, "the first round sends");
     let health = rig.health(&inbox.domain)?.expect("row");
     assert_eq!(health.consecutive_failures, 1);
 
-    // At the domain's time exactly one of the twenty is tried.
+    // At the domain's time exactly one delivery is tried, however the workers split the jobs.
     let first_trial = t0 + Duration::seconds(30);
-    assert_eq!(run_both(&runtime, &rig, &other, first_trial)?, 20);
-    assert_eq!(inbox.count(), 21);
+    drain_both(&runtime, &rig, &other, first_trial)?;
+    assert_eq!(inbox.count(), first_round + 1);
     let health = rig.health(&inbox.domain)?.expect("row");
     assert_eq!(health.consecutive_failures, 2);
     let next = first_trial + Duration::seconds(60);
     assert_eq!(health.next_attempt_at, Some(next));
 
     // The others come back after the hold and wait again; then the server recovers.
-    run_both(&runtime, &rig, &other, first_trial + Duration::seconds(30))?;
-    assert_eq!(inbox.count(), 21);
+    drain_both(&runtime, &rig, &other, first_trial + Duration::seconds(30))?;
+    assert_eq!(inbox.count(), first_round + 1);
     inbox.answer_always(202);
-    run_both(&runtime, &rig, &other, next)?;
-    assert!(inbox.count() >= 22, "the trial gets through");
-    run_both(&runtime, &rig, &other, next + Duration::seconds(30))?;
-    assert_eq!(inbox.count(), 41);
+    drain_both(&runtime, &rig, &other, next)?;
+    assert!(inbox.count() > first_round + 1, "the trial gets through");
+    drain_both(&runtime, &rig, &other, next + Duration::seconds(30))?;
+    assert_eq!(inbox.count(), first_round + 1 + 20);
     let jobs = rig.jobs()?;
     assert!(
         jobs.iter().all(|job| job.state == "done"),

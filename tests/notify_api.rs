@@ -175,7 +175,8 @@ fn routes_accept_valid_and_reject_bad_input(backend: Backend) -> anyhow::Result<
     );
     assert_eq!(stored["person"]["reminder_offsets"], json!([1440, 60]));
     let unknown = api.send("PUT", "/api/v1/people/ana", &json!({"colour": "red"}))?;
-    assert_eq!(unknown.status, 400);
+    assert_eq!(unknown.status, 422, "{}", unknown.body);
+    assert!(unknown.body.contains("colour"), "{}", unknown.body);
 
     let updated = api.send(
         "PUT",
