@@ -390,8 +390,31 @@ pub fn sign(
 /// Signs `data` with RSASSA-PKCS1-v1_5 over SHA-256 and a PKCS#8 PEM private key, through
 /// OpenSSL.
 fn sign_bytes(data: &[u8], private_key_pem: &str) -> Result<Vec<u8>, openssl::error::ErrorStack> {
-    let key = PKey::private_key_from_pem(private_key_pem.as_bytes())?;
+    let key = parsed_private_key(private_key_pem)?;
     Signer::new(MessageDigest::sha256(), &key)?.sign_oneshot_to_vec(data)
+}
+
+/// Private keys parsed so far, by their PEM text. Every delivery is signed, and our actors
+/// are few, so parsing each key once saves work on every send.
+const PARSED_KEYS: usize = 256;
+
+fn parsed_private_key(
+    pem: &str,
+) -> Result<PKey<openssl::pkey::Private>, openssl::error::ErrorStack> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock, PoisonError};
+    static KEYS: OnceLock<Mutex<HashMap<String, PKey<openssl::pkey::Private>>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(key) = keys.lock().unwrap_or_else(PoisonError::into_inner).get(pem) {
+        return Ok(key.clone());
+    }
+    let key = PKey::private_key_from_pem(pem.as_bytes())?;
+    let mut keys = keys.lock().unwrap_or_else(PoisonError::into_inner);
+    if keys.len() >= PARSED_KEYS {
+        keys.clear();
+    }
+    keys.insert(pem.to_owned(), key.clone());
+    Ok(key)
 }
 
 #[cfg(test)]
