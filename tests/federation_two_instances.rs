@@ -48,16 +48,26 @@ fn deliver_outbox(
     }
     let deadline = Instant::now() + StdDuration::from_secs(60);
     loop {
-        let states: Vec<(String, String, Option<String>)> = jobs::table
+        let states: Vec<(String, String, Option<String>, i32)> = jobs::table
             .filter(jobs::dedup_key.eq_any(&expected))
-            .select((jobs::dedup_key, jobs::state, jobs::last_error))
+            .select((
+                jobs::dedup_key,
+                jobs::state,
+                jobs::last_error,
+                jobs::attempts,
+            ))
             .load(&mut conn)?;
-        if let Some((key, _, error)) = states.iter().find(|(_, state, _)| state == "dead") {
+        if let Some((key, _, error, _)) = states.iter().find(|(_, state, _, _)| state == "dead") {
             anyhow::bail!("delivery {key} died: {error:?}");
+        }
+        // Between two healthy servers every delivery gets through the first time; a retry
+        // means the receiver failed one (a 500 from a race, say) and the sender backed off.
+        if let Some((key, _, error, attempts)) = states.iter().find(|(_, _, _, n)| *n > 1) {
+            anyhow::bail!("delivery {key} needed {attempts} attempts: {error:?}");
         }
         let done = states
             .iter()
-            .filter(|(_, state, _)| state == "done")
+            .filter(|(_, state, _, _)| state == "done")
             .count();
         if states.len() == expected.len() && done == expected.len() {
             return Ok((last, expected));

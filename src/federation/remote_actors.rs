@@ -98,19 +98,40 @@ pub fn cached(conn: &mut AnyConnection, actor_id: &str) -> Result<Option<RemoteA
 }
 
 /// Stores (or replaces) a fetched actor.
+///
+/// Several deliveries from a sender we have not seen yet arrive together, and each fetches
+/// and stores its actor; the upsert lets them all succeed instead of failing all but one on
+/// the primary key, which would answer 500 and make the sender back off.
 pub fn store(conn: &mut AnyConnection, actor: &RemoteActor) -> Result<(), Error> {
-    crate::db::write_transaction(conn, |conn| {
-        diesel::delete(remote_actors::table.find(&actor.actor_id)).execute(conn)?;
-        diesel::insert_into(remote_actors::table)
-            .values((
-                remote_actors::actor_id.eq(&actor.actor_id),
-                remote_actors::key_id.eq(&actor.key_id),
-                remote_actors::public_key_pem.eq(&actor.public_key_pem),
-                remote_actors::inbox.eq(&actor.inbox),
-                remote_actors::shared_inbox.eq(&actor.shared_inbox),
-                remote_actors::fetched_at.eq(Utc::now().naive_utc()),
-            ))
-            .execute(conn)?;
-        Ok(())
-    })
+    let now = Utc::now().naive_utc();
+    let values = (
+        remote_actors::actor_id.eq(&actor.actor_id),
+        remote_actors::key_id.eq(&actor.key_id),
+        remote_actors::public_key_pem.eq(&actor.public_key_pem),
+        remote_actors::inbox.eq(&actor.inbox),
+        remote_actors::shared_inbox.eq(&actor.shared_inbox),
+        remote_actors::fetched_at.eq(now),
+    );
+    let changes = (
+        remote_actors::key_id.eq(&actor.key_id),
+        remote_actors::public_key_pem.eq(&actor.public_key_pem),
+        remote_actors::inbox.eq(&actor.inbox),
+        remote_actors::shared_inbox.eq(&actor.shared_inbox),
+        remote_actors::fetched_at.eq(now),
+    );
+    match conn {
+        AnyConnection::Postgresql(pg) => diesel::insert_into(remote_actors::table)
+            .values(values)
+            .on_conflict(remote_actors::actor_id)
+            .do_update()
+            .set(changes)
+            .execute(pg)?,
+        AnyConnection::Sqlite(lite) => diesel::insert_into(remote_actors::table)
+            .values(values)
+            .on_conflict(remote_actors::actor_id)
+            .do_update()
+            .set(changes)
+            .execute(lite)?,
+    };
+    Ok(())
 }
