@@ -70,7 +70,8 @@ pub fn attendee_for(conn: &mut AnyConnection, actor_id: &str) -> Result<String, 
     Ok(format!("{REMOTE_ATTENDEE_PREFIX}{short}@{host}"))
 }
 
-/// The first 16 hex digits of the SHA-256 of `text`: a short, stable name for a long id.
+/// Returns the first 16 hex digits of the SHA-256 of `text`, a short and stable name for a
+/// long id.
 pub(crate) fn short_hash(text: &str) -> String {
     use std::fmt::Write as _;
     Sha256::digest(text.as_bytes())[..8]

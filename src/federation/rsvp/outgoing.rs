@@ -92,7 +92,7 @@ pub fn find_event(conn: &mut AnyConnection, remote_event_id: i64) -> Result<Remo
     }
 }
 
-/// The occurrence reference reminders use for an RSVP: a remote series' occurrence by its
+/// Returns the occurrence reference reminders use for an RSVP: a remote series' occurrence by its
 /// start, a one-off remote event's only occurrence without one.
 fn reminder_ref(event: &RemoteEvent, occurrence: DateTime<Utc>) -> OccurrenceRef {
     OccurrenceRef {
