@@ -343,6 +343,67 @@ fn api_keeps_the_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 
+fn unreadable_recurrence_id_books_no_occurrence(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/ivy", "Person");
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/club/events",
+        &json!({
+            "title": "Choir",
+            "start": START,
+            "zone": "Europe/Berlin",
+            "duration": "PT2H",
+            "rrule": "FREQ=WEEKLY",
+            "capacity": 5,
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let series = reply.json()?["id"].as_i64().context("event id")?;
+    let object = json!(format!("{}/events/{series}", server.base));
+
+    for (n, recurrence_id) in [
+        json!("next week"),
+        json!("+262142-12-31T23:59:59Z"),
+        json!(20_270_303),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut join = activity(&peer, "ivy", "Join", u32::try_from(n)?, &object);
+        join["rose:recurrenceId"] = recurrence_id.clone();
+        let reply = deliver(&server, "/inbox", &join)?;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        assert!(
+            reply.body.contains("rose:recurrenceId"),
+            "{recurrence_id}: {}",
+            reply.body
+        );
+        let answer = answers_to(&server, "ivy")?
+            .pop()
+            .context("an answer to the Join")?;
+        assert_eq!(answer.activity["type"], "Reject", "{recurrence_id}");
+    }
+    assert_eq!(
+        seats_taken(&server, series)?,
+        0,
+        "the next occurrence got no seat"
+    );
+    assert!(rsvps(&server, series)?.is_empty());
+
+    // A Leave that names its occurrence unreadably gives up no seat either.
+    let join = activity(&peer, "ivy", "Join", 9, &object);
+    assert_eq!(deliver(&server, "/inbox", &join)?.status, 202);
+    assert_eq!(seats_taken(&server, series)?, 1);
+    let mut leave = activity(&peer, "ivy", "Leave", 1, &object);
+    leave["rose:recurrenceId"] = json!("soon");
+    assert_eq!(deliver(&server, "/inbox", &leave)?.status, 202);
+    assert_eq!(seats_taken(&server, series)?, 1);
+    assert_eq!(state_of(&server, series, "ivy")?, "booked");
+    Ok(())
+}
+
 fn remote_event(peer: &FakePeer, kind: &str, start: &str, updated: &str) -> Value {
     json!({
         "@context": "https://www.w3.org/ns/activitystreams",
@@ -491,5 +552,6 @@ on_both_backends!(
     tentative_answers_take_no_seat,
     organizer_cancelling_a_remote_booking_tells_the_person,
     joins_of_unknown_events_are_rejected,
-    api_keeps_the_remote_attendee_prefix
+    api_keeps_the_remote_attendee_prefix,
+    unreadable_recurrence_id_books_no_occurrence
 );
