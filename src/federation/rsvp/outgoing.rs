@@ -405,6 +405,19 @@ pub fn receive_answer(
     if row.state == "left" {
         return Ok("ignored: the person already left".to_owned());
     }
+    // A late answer about an occurrence the organizer has since cancelled, removed or deleted
+    // changes nothing: there is nothing left to attend or to be reminded of.
+    let lookup = event
+        .rrule
+        .is_some()
+        .then(|| row.occurrence_start.and_utc());
+    let live = remote_occurrence(conn, event.id, lookup)?.is_some_and(|o| !o.cancelled);
+    if row.state == "cancelled" || !live {
+        return Ok(format!(
+            "ignored: the organizer cancelled or removed that occurrence of {}",
+            event.object_id
+        ));
+    }
     let text = ["content", "summary"]
         .iter()
         .find_map(|name| activity.get(*name).and_then(Value::as_str))
