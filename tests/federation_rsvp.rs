@@ -614,6 +614,44 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
     Ok(())
 }
 
+fn rsvp_to_untrusted_servers_event_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let organizer = peer.add_actor("/users/org", "Person");
+    let remote_id = trusted_picnic(&server, &peer)?;
+    for state in ["blocked", "pending"] {
+        let reply = server.send_json(
+            "PUT",
+            &format!("/api/v1/peers/{}", peer.domain),
+            &json!({"state": state}),
+        )?;
+        assert!(reply.status < 300, "{}", reply.body);
+        let reply = server.send_json(
+            "POST",
+            "/api/v1/people/hana/rsvps",
+            &json!({"remote_event_id": remote_id}),
+        )?;
+        assert_eq!(reply.status, 422, "{state}: {}", reply.body);
+        let problem = reply.json()?;
+        assert_eq!(problem["field"], "remote_event_id", "{problem}");
+        assert!(
+            problem["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains(&peer.domain)),
+            "{problem}"
+        );
+    }
+    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    assert_eq!(rsvps["rsvps"], json!([]), "{rsvps}");
+    let mut conn = server.db.connect()?;
+    let joins: Vec<_> = outbox::since(&mut conn, 0, 1000)?
+        .into_iter()
+        .filter(|r| r.activity["type"] == "Join")
+        .collect();
+    assert!(joins.is_empty(), "no Join for {organizer}: {joins:?}");
+    Ok(())
+}
+
 on_both_backends!(
     rsvp_out_follows_the_organizers_changes,
     full_event_rejects_the_next_join_with_its_reason,
@@ -623,5 +661,6 @@ on_both_backends!(
     joins_of_unknown_events_are_rejected,
     api_keeps_the_remote_attendee_prefix,
     unreadable_recurrence_id_books_no_occurrence,
-    late_answer_about_deleted_event_is_ignored
+    late_answer_about_deleted_event_is_ignored,
+    rsvp_to_untrusted_servers_event_is_refused
 );
