@@ -343,6 +343,67 @@ fn api_keeps_the_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 
+fn unreadable_recurrence_id_books_no_occurrence(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/ivy", "Person");
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/club/events",
+        &json!({
+            "title": "Choir",
+            "start": START,
+            "zone": "Europe/Berlin",
+            "duration": "PT2H",
+            "rrule": "FREQ=WEEKLY",
+            "capacity": 5,
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let series = reply.json()?["id"].as_i64().context("event id")?;
+    let object = json!(format!("{}/events/{series}", server.base));
+
+    for (n, recurrence_id) in [
+        json!("next week"),
+        json!("+262142-12-31T23:59:59Z"),
+        json!(20_270_303),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut join = activity(&peer, "ivy", "Join", u32::try_from(n)?, &object);
+        join["rose:recurrenceId"] = recurrence_id.clone();
+        let reply = deliver(&server, "/inbox", &join)?;
+        assert_eq!(reply.status, 202, "{}", reply.body);
+        assert!(
+            reply.body.contains("rose:recurrenceId"),
+            "{recurrence_id}: {}",
+            reply.body
+        );
+        let answer = answers_to(&server, "ivy")?
+            .pop()
+            .context("an answer to the Join")?;
+        assert_eq!(answer.activity["type"], "Reject", "{recurrence_id}");
+    }
+    assert_eq!(
+        seats_taken(&server, series)?,
+        0,
+        "the next occurrence got no seat"
+    );
+    assert!(rsvps(&server, series)?.is_empty());
+
+    // A Leave that names its occurrence unreadably gives up no seat either.
+    let join = activity(&peer, "ivy", "Join", 9, &object);
+    assert_eq!(deliver(&server, "/inbox", &join)?.status, 202);
+    assert_eq!(seats_taken(&server, series)?, 1);
+    let mut leave = activity(&peer, "ivy", "Leave", 1, &object);
+    leave["rose:recurrenceId"] = json!("soon");
+    assert_eq!(deliver(&server, "/inbox", &leave)?.status, 202);
+    assert_eq!(seats_taken(&server, series)?, 1);
+    assert_eq!(state_of(&server, series, "ivy")?, "booked");
+    Ok(())
+}
+
 fn remote_event(peer: &FakePeer, kind: &str, start: &str, updated: &str) -> Value {
     json!({
         "@context": "https://www.w3.org/ns/activitystreams",
@@ -484,6 +545,113 @@ fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<(
     Ok(())
 }
 
+/// Trusts `peer`, stores its one-off picnic as created by `/users/org` and returns the
+/// picnic's remote event id.
+fn trusted_picnic(server: &TestServer, peer: &FakePeer) -> anyhow::Result<i64> {
+    let out = common::run_cli(&server.db, &["peer", "trust", &peer.domain])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let create = remote_event(
+        peer,
+        "Create",
+        "2027-05-01T12:00:00+02:00",
+        "2027-01-01T00:00:00Z",
+    );
+    let reply = deliver(server, "/inbox", &create)?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let listed = server
+        .get("/api/v1/agenda?from=2027-04-01&to=2027-06-01")?
+        .json()?;
+    listed["occurrences"]
+        .as_array()
+        .and_then(|all| all.iter().find_map(|o| o["remote_event_id"].as_i64()))
+        .context("remote_event_id in the agenda")
+}
+
+fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let organizer = peer.add_actor("/users/org", "Person");
+    let remote_id = trusted_picnic(&server, &peer)?;
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/people/hana/rsvps",
+        &json!({"remote_event_id": remote_id}),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    let join_id = reply.json()?["join_id"]
+        .as_str()
+        .context("join id")?
+        .to_owned();
+    let delete = json!({
+        "@context": "https://www.w3.org/ns/activitystreams",
+        "id": format!("{}/deletes/1", peer.base),
+        "type": "Delete",
+        "actor": organizer,
+        "object": {"id": format!("{}/events/picnic", peer.base), "type": "Tombstone", "deleted": "2027-01-03T00:00:00Z"},
+    });
+    assert_eq!(deliver(&server, "/inbox", &delete)?.status, 202);
+
+    // The organizer's answers arrive after the Delete: a peer must not be told to retry them.
+    for (n, kind) in ["Accept", "TentativeAccept", "Reject"].iter().enumerate() {
+        let answer = json!({
+            "@context": "https://www.w3.org/ns/activitystreams",
+            "id": format!("{}/answers/{n}", peer.base),
+            "type": kind,
+            "actor": organizer,
+            "object": join_id,
+        });
+        let reply = deliver(&server, "/inbox", &answer)?;
+        assert_eq!(reply.status, 202, "{kind}: {}", reply.body);
+        assert!(reply.body.contains("ignored"), "{kind}: {}", reply.body);
+    }
+    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    assert_eq!(rsvps["rsvps"][0]["state"], "cancelled", "{rsvps}");
+    assert!(hana_reminders(&server, remote_id)?.is_empty());
+    Ok(())
+}
+
+fn rsvp_to_untrusted_servers_event_is_refused(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    let organizer = peer.add_actor("/users/org", "Person");
+    let remote_id = trusted_picnic(&server, &peer)?;
+    for state in ["blocked", "pending"] {
+        let reply = server.send_json(
+            "PUT",
+            &format!("/api/v1/peers/{}", peer.domain),
+            &json!({"state": state}),
+        )?;
+        assert!(reply.status < 300, "{}", reply.body);
+        let reply = server.send_json(
+            "POST",
+            "/api/v1/people/hana/rsvps",
+            &json!({"remote_event_id": remote_id}),
+        )?;
+        assert_eq!(reply.status, 422, "{state}: {}", reply.body);
+        let problem = reply.json()?;
+        assert_eq!(problem["field"], "remote_event_id", "{problem}");
+        assert!(
+            problem["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains(&peer.domain)),
+            "{problem}"
+        );
+    }
+    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    assert_eq!(rsvps["rsvps"], json!([]), "{rsvps}");
+    let mut conn = server.db.connect()?;
+    let joins: Vec<_> = outbox::since(&mut conn, 0, 1000)?
+        .into_iter()
+        .filter(|r| r.activity["type"] == "Join")
+        .collect();
+    assert!(joins.is_empty(), "no Join for {organizer}: {joins:?}");
+    Ok(())
+}
+
 on_both_backends!(
     rsvp_out_follows_the_organizers_changes,
     full_event_rejects_the_next_join_with_its_reason,
@@ -491,5 +659,8 @@ on_both_backends!(
     tentative_answers_take_no_seat,
     organizer_cancelling_a_remote_booking_tells_the_person,
     joins_of_unknown_events_are_rejected,
-    api_keeps_the_remote_attendee_prefix
+    api_keeps_the_remote_attendee_prefix,
+    unreadable_recurrence_id_books_no_occurrence,
+    late_answer_about_deleted_event_is_ignored,
+    rsvp_to_untrusted_servers_event_is_refused
 );

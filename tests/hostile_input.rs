@@ -327,7 +327,106 @@ fn wrong_json_types_name_the_field(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A GET with the write token, decoded as JSON.
+fn authed_json(server: &TestServer, path: &str) -> anyhow::Result<Value> {
+    let reply = agent()
+        .get(&server.url(path))
+        .set("Authorization", &format!("Bearer {}", server.token))
+        .call()?;
+    Ok(reply.into_json()?)
+}
+
+fn missing_json_fields_are_named(backend: Backend) -> anyhow::Result<()> {
+    let server = TestServer::start(backend)?;
+    create_calendar(&server, "club")?;
+    let reply = post_event(
+        &server,
+        "club",
+        &json!({"title": "Talk", "start": "2027-01-01T10:00:00", "capacity": 4}),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    let event = reply.json()?["id"].as_i64().expect("event id");
+    let occurrence = format!("/api/v1/events/{event}/occurrences/20270101T100000Z");
+    let reply = server.send_json(
+        "PUT",
+        &format!("{occurrence}/capacity"),
+        &json!({"capacity": 2}),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+
+    // Each case is "METHOD path", a body that lacks one required field, and that field.
+    let cases = [
+        ("POST /api/v1/calendars", json!({"slug": "x"}), "name"),
+        (
+            "POST /api/v1/calendars/club/events",
+            json!({"start": "2027-01-01T10:00:00"}),
+            "title",
+        ),
+        (
+            "POST {occurrence}/bookings",
+            json!({"seats": 1}),
+            "attendee",
+        ),
+        ("PUT {occurrence}/capacity", json!({}), "capacity"),
+        ("POST /api/v1/holds/1/confirm", json!({}), "order"),
+        ("POST /api/v1/peers", json!({"trust": true}), "domain"),
+        (
+            "PUT /api/v1/peers/events.example",
+            json!({"reason": "spam"}),
+            "state",
+        ),
+        ("POST /api/v1/people/ana/reminders", json!({}), "event_id"),
+        (
+            "POST /api/v1/people/ana/rsvps",
+            json!({"occurrence": "2027-01-01"}),
+            "remote_event_id",
+        ),
+        (
+            "POST /api/v1/calendars/club/followers/decision",
+            json!({"accept": true}),
+            "actor",
+        ),
+    ];
+    for (route, body, field) in cases {
+        let route = route.replace("{occurrence}", &occurrence);
+        let (method, path) = route.split_once(' ').expect("METHOD path");
+        let reply = server.send_json(method, path, &body)?;
+        assert_rejected(&reply, 422, field)?;
+        let problem = reply.json()?;
+        assert_eq!(problem["value"], "", "{method} {path}: {problem}");
+        assert!(
+            problem["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("missing field")),
+            "{method} {path}: {problem}"
+        );
+    }
+
+    // Nothing was written: no calendar, no event, no peer, and the capacity override stays.
+    let calendars = server.get("/api/v1/calendars")?.json()?;
+    assert_eq!(calendars.as_array().map(Vec::len), Some(1), "{calendars}");
+    assert_eq!(
+        occurrence_count(&server, "from=2026-12-01&to=2027-12-01")?,
+        1
+    );
+    let seats = authed_json(&server, &format!("{occurrence}/bookings"))?;
+    assert_eq!(seats["capacity_override"], 2, "{seats}");
+    assert_eq!(seats["bookings"], json!([]), "{seats}");
+    let peers = authed_json(&server, "/api/v1/peers")?;
+    assert_eq!(peers["peers"], json!([]), "{peers}");
+
+    // An explicit null still returns the occurrence to the event's capacity.
+    let reply = server.send_json(
+        "PUT",
+        &format!("{occurrence}/capacity"),
+        &json!({"capacity": null}),
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(())
+}
+
 on_both_backends!(
+    missing_json_fields_are_named,
     wrong_json_types_name_the_field,
     floating_times_go_out_with_the_calendar_offset,
     costly_rules_are_rejected_at_creation,

@@ -51,6 +51,20 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().clone();
+        let problem = error.into_inner().to_string();
+        let parent = match path.to_string().as_str() {
+            "." => None,
+            other => Some(other.to_owned()),
+        };
+        // serde reports a missing field at the object that lacks it, so the field is named
+        // from serde's message ("missing field `name`"), and it has no value.
+        if let Some(missing) = missing_field(&problem) {
+            let field = match parent {
+                Some(parent) => format!("{parent}.{missing}"),
+                None => missing.to_owned(),
+            };
+            return ApiError::Invalid(InvalidField::new(&field, "", problem));
+        }
         let found = value
             .pointer(&pointer(&path))
             .map(|found| match found {
@@ -58,16 +72,17 @@ pub fn decode<T: DeserializeOwned>(value: &Value) -> Result<T, ApiError> {
                 other => other.to_string(),
             })
             .unwrap_or_default();
-        let field = match path.to_string().as_str() {
-            "." => "body".to_owned(),
-            other => other.to_owned(),
-        };
-        ApiError::Invalid(InvalidField::new(
-            &field,
-            found,
-            error.into_inner().to_string(),
-        ))
+        let field = parent.unwrap_or_else(|| "body".to_owned());
+        ApiError::Invalid(InvalidField::new(&field, found, problem))
     })
+}
+
+/// Returns the field name in serde's "missing field `name`" message.
+fn missing_field(problem: &str) -> Option<&str> {
+    problem
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(name, _)| name)
 }
 
 /// The JSON pointer (RFC 6901) of a deserializer path.
@@ -129,7 +144,12 @@ mod tests {
     #[test]
     fn a_missing_or_unknown_field_is_named() {
         let missing = problem(&serde_json::json!({"capacity": 3}));
+        assert_eq!(missing.field, "items");
+        assert_eq!(missing.value, "");
         assert!(missing.problem.contains("items"), "{}", missing.problem);
+        let nested = problem(&serde_json::json!({"items": [{"start": "x"}, {}]}));
+        assert_eq!(nested.field, "items[1].start");
+        assert_eq!(nested.value, "");
         let unknown = problem(&serde_json::json!({"items": [], "colour": "red"}));
         assert!(unknown.problem.contains("colour"), "{}", unknown.problem);
     }

@@ -78,7 +78,16 @@ struct ConfirmInput {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CapacityInput {
+    /// Seats for this occurrence, or `null` for the event's capacity. The field is required,
+    /// so that a body without it is rejected rather than read as `null`.
+    #[serde(deserialize_with = "nullable")]
     capacity: Option<i64>,
+}
+
+/// Reads a value that may be `null`. A field read with it, unlike a plain `Option`, is
+/// required.
+fn nullable<'de, D: serde::Deserializer<'de>>(input: D) -> Result<Option<i64>, D::Error> {
+    Option::<i64>::deserialize(input)
 }
 
 #[derive(Debug, Deserialize)]

@@ -81,7 +81,7 @@ async fn join(
         let settings = settings.clone();
         state
             .with_conn(move |conn| {
-                let event = outgoing::find_event(conn, event_id)?;
+                let event = outgoing::find_joinable_event(conn, event_id, settings.policy)?;
                 let cached = remote_actors::cached(conn, &event.actor_id)?;
                 let signer = discovery::instance_signer(conn, &settings)?;
                 Ok((event.actor_id, cached, signer))

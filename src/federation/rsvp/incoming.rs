@@ -120,11 +120,24 @@ pub fn resolve(
             Ok(rid) => Some(rid.and_utc()),
             Err(_) => return Ok(missing(format!("{object_id} names no occurrence"))),
         },
-        None => activity
-            .get("rose:recurrenceId")
-            .and_then(Value::as_str)
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.to_utc()),
+        // An unreadable rose:recurrenceId names no occurrence: falling back to the next one
+        // would book (or give up) a seat the person did not name.
+        None => match activity.get("rose:recurrenceId") {
+            None | Some(Value::Null) => None,
+            Some(value) => {
+                match value
+                    .as_str()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                {
+                    Some(rid) => Some(rid.to_utc()),
+                    None => {
+                        return Ok(missing(format!(
+                            "rose:recurrenceId {value} of {object_id} is not an RFC 3339 time"
+                        )));
+                    }
+                }
+            }
+        },
     };
     let recurring =
         stored.event.schedule.rrule.is_some() || !stored.event.schedule.rdates.is_empty();

@@ -17,8 +17,9 @@ use crate::calendar::validate::InvalidField;
 use crate::db::schema::{outgoing_rsvps, remote_events};
 use crate::db::{AnyConnection, write_transaction};
 use crate::federation::incoming::{id_of, type_of};
+use crate::federation::peers::{self, PeerState};
 use crate::federation::remote::RemoteEvent;
-use crate::federation::{Error, actors, outbox};
+use crate::federation::{Error, TrustPolicy, actors, outbox};
 use crate::notify::reminders::{self, OccurrenceRef};
 
 /// An RSVP of one of our people, as the API shows it.
@@ -90,6 +91,29 @@ pub fn find_event(conn: &mut AnyConnection, remote_event_id: i64) -> Result<Remo
             "remote event {remote_event_id} not found"
         ))),
     }
+}
+
+/// Loads remote event `remote_event_id` for one of our people to join. Like [`find_event`],
+/// and the event's server must be trusted under `policy`: a `Join` never goes to a server
+/// that is blocked or whose events we do not merge.
+pub fn find_joinable_event(
+    conn: &mut AnyConnection,
+    remote_event_id: i64,
+    policy: TrustPolicy,
+) -> Result<RemoteEvent, Error> {
+    let event = find_event(conn, remote_event_id)?;
+    if peers::effective_state(conn, &event.origin, policy)? != PeerState::Trusted {
+        return Err(InvalidField::new(
+            "remote_event_id",
+            remote_event_id.to_string(),
+            format!(
+                "comes from {}, a server that is not trusted here",
+                event.origin
+            ),
+        )
+        .into());
+    }
+    Ok(event)
 }
 
 /// Returns the occurrence reference reminders use for an RSVP: a remote series' occurrence by its
@@ -404,6 +428,19 @@ pub fn receive_answer(
     }
     if row.state == "left" {
         return Ok("ignored: the person already left".to_owned());
+    }
+    // A late answer about an occurrence the organizer has since cancelled, removed or deleted
+    // changes nothing: there is nothing left to attend or to be reminded of.
+    let lookup = event
+        .rrule
+        .is_some()
+        .then(|| row.occurrence_start.and_utc());
+    let live = remote_occurrence(conn, event.id, lookup)?.is_some_and(|o| !o.cancelled);
+    if row.state == "cancelled" || !live {
+        return Ok(format!(
+            "ignored: the organizer cancelled or removed that occurrence of {}",
+            event.object_id
+        ));
     }
     let text = ["content", "summary"]
         .iter()
