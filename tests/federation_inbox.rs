@@ -359,7 +359,11 @@ fn open_policy_merges_unknown_peers(backend: Backend) -> anyhow::Result<()> {
         &create_event(&peer, 2, "2027-01-01T00:00:00Z"),
     )?;
     assert_eq!(reply.status, 403, "{}", reply.body);
-    assert_eq!(agenda_count(&server)?, 1);
+    assert_eq!(
+        agenda_count(&server)?,
+        0,
+        "a blocked peer's earlier events leave the agenda too"
+    );
     Ok(())
 }
 
@@ -741,7 +745,35 @@ fn remote_events_meet_local_limits(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn blocking_a_peer_hides_its_events(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/org", "Person");
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &create_event(&peer, 1, "2027-01-02T00:00:00Z"),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert_eq!(agenda_count(&server)?, 1);
+    cli(&server, &["peer", "block", &peer.domain])?;
+    assert_eq!(
+        agenda_count(&server)?,
+        0,
+        "a blocked peer's events leave the agenda"
+    );
+    cli(&server, &["peer", "trust", &peer.domain])?;
+    assert_eq!(
+        agenda_count(&server)?,
+        1,
+        "and come back when it is trusted again"
+    );
+    Ok(())
+}
+
 on_both_backends!(
+    blocking_a_peer_hides_its_events,
     remote_events_meet_local_limits,
     unsigned_post_costs_no_fetch,
     stale_signature_is_rejected,

@@ -91,6 +91,7 @@ async fn agenda(
     };
     check_window(&query, window)?;
     let public_url = state.public_url.clone();
+    let policy = state.federation.policy;
     let body = state
         .with_conn(move |conn| {
             let calendars =
@@ -127,6 +128,7 @@ async fn agenda(
                     window.from,
                     window.to,
                     MAX_AGENDA_OCCURRENCES + 1,
+                    policy,
                 )?;
                 occurrences.extend(
                     remote

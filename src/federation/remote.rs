@@ -179,18 +179,42 @@ pub fn occurrence_details_of(
 
 /// Lists remote occurrences whose start lies in `[from, to)`, with their events, by start.
 /// Moved occurrences are listed at their new start; deleted ones are left out.
+///
+/// Only events of servers whose content `policy` merges now are listed: a peer blocked or no
+/// longer trusted after its events arrived drops out of the agenda (its rows stay, and come
+/// back if it is trusted again).
 pub fn occurrences_between(
     conn: &mut AnyConnection,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     limit: usize,
+    policy: super::TrustPolicy,
 ) -> Result<Vec<(RemoteEvent, RemoteOccurrence)>, Error> {
-    let rows: Vec<(RemoteEvent, OccurrenceRow)> = remote_occurrences::table
+    use crate::db::schema::peers;
+    let mut query = remote_occurrences::table
         .inner_join(remote_events::table)
         .filter(remote_occurrences::start_at.ge(from.naive_utc()))
         .filter(remote_occurrences::start_at.lt(to.naive_utc()))
         .filter(remote_occurrences::deleted.eq(false))
         .filter(remote_events::deleted.eq(false))
+        .into_boxed();
+    query = match policy {
+        super::TrustPolicy::AllowList => query.filter(
+            remote_events::origin.eq_any(
+                peers::table
+                    .filter(peers::state.eq(super::peers::PeerState::Trusted.as_str()))
+                    .select(peers::domain),
+            ),
+        ),
+        super::TrustPolicy::Open => query.filter(diesel::dsl::not(
+            remote_events::origin.eq_any(
+                peers::table
+                    .filter(peers::state.eq(super::peers::PeerState::Blocked.as_str()))
+                    .select(peers::domain),
+            ),
+        )),
+    };
+    let rows: Vec<(RemoteEvent, OccurrenceRow)> = query
         .order((remote_occurrences::start_at, remote_events::id))
         .limit(i64::try_from(limit).unwrap_or(i64::MAX))
         .select((remote_events::all_columns, OCCURRENCE_COLUMNS))
