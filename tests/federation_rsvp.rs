@@ -471,6 +471,13 @@ fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<(
         &json!({"email": "hana@example.org", "channels": ["email"], "reminder_offsets_minutes": [1440]}),
     )?;
     assert!(reply.status < 300, "{}", reply.body);
+    let wrong = server.send_json(
+        "POST",
+        "/api/v1/people/hana/rsvps",
+        &json!({"remote_event_id": remote_id, "occurrence": "2020-01-01T00:00:00Z"}),
+    )?;
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert_eq!(wrong.json()?["field"], "occurrence", "{}", wrong.body);
     let reply = server.send_json(
         "POST",
         "/api/v1/people/hana/rsvps",
@@ -576,6 +583,13 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
     let peer = FakePeer::start()?;
     let organizer = peer.add_actor("/users/org", "Person");
     let remote_id = trusted_picnic(&server, &peer)?;
+    let wrong = server.send_json(
+        "POST",
+        "/api/v1/people/hana/rsvps",
+        &json!({"remote_event_id": remote_id, "occurrence": "2020-01-01T00:00:00Z"}),
+    )?;
+    assert_eq!(wrong.status, 422, "{}", wrong.body);
+    assert_eq!(wrong.json()?["field"], "occurrence", "{}", wrong.body);
     let reply = server.send_json(
         "POST",
         "/api/v1/people/hana/rsvps",

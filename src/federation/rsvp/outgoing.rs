@@ -156,6 +156,21 @@ fn bookable_start(
             "is not an occurrence of this event",
         )
     })?;
+    // A one-off event needs no occurrence; one that is given must be its start.
+    if let Some(given) = occurrence
+        && lookup.is_none()
+        && given != found.start
+    {
+        return Err(InvalidField::new(
+            "occurrence",
+            given.to_rfc3339(),
+            format!(
+                "is not the start of this one-off event, which is {}",
+                found.start.to_rfc3339()
+            ),
+        )
+        .into());
+    }
     if found.cancelled {
         return Err(InvalidField::new(
             "occurrence",
