@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::domains::MAX_RETRY_AFTER;
+
 /// The result of one attempt, as a handler reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -16,7 +18,8 @@ pub enum Outcome {
     Retry {
         /// What failed.
         error: String,
-        /// The remote side's own delay (HTTP `Retry-After`), if it gave one.
+        /// The remote side's own delay (HTTP `Retry-After`), if it gave one; at most
+        /// [`MAX_RETRY_AFTER`] of it is honoured.
         after: Option<std::time::Duration>,
     },
     /// A permanent failure: the job dies now.
@@ -98,8 +101,12 @@ impl RetryPolicy {
                 if attempts >= max_attempts {
                     return Verdict::Dead(format!("gave up after {attempts} attempts: {error}"));
                 }
+                // A remote delay is honoured up to a day. Uncut, a delay of millions of
+                // years fits a Duration but overflows the instant it is added to.
                 let delay = match after {
-                    Some(after) => Duration::from_std(after).unwrap_or(self.cap),
+                    Some(after) => Duration::from_std(after)
+                        .unwrap_or(MAX_RETRY_AFTER)
+                        .min(MAX_RETRY_AFTER),
                     None => self.backoff(attempts, jitter),
                 };
                 let at = now + delay;
@@ -176,6 +183,27 @@ mod tests {
         assert_eq!(
             verdict,
             Verdict::RetryAt(at("2026-05-02T08:02:00Z"), "429".into())
+        );
+    }
+
+    #[test]
+    fn huge_retry_after_is_cut_to_a_day() {
+        let now = at("2026-05-02T08:00:00Z");
+        let huge = std::time::Duration::from_secs(1_000_000_000_000_000);
+        let verdict = RetryPolicy::default().decide(
+            Outcome::Retry {
+                error: "429".into(),
+                after: Some(huge),
+            },
+            1,
+            8,
+            None,
+            now,
+            0.5,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::RetryAt(at("2026-05-03T08:00:00Z"), "429".into())
         );
     }
 

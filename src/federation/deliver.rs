@@ -23,7 +23,9 @@ use super::fetch::{FetchError, checked_address};
 use super::signature;
 use crate::db::{AnyConnection, DbPool};
 use crate::delivery::NewJob;
-use crate::delivery::domains::{self, DomainHealth, DomainPolicy, DomainState, Gate};
+use crate::delivery::domains::{
+    self, DomainHealth, DomainPolicy, DomainState, Gate, MAX_RETRY_AFTER,
+};
 use crate::delivery::queue;
 use crate::delivery::worker::{BoxFuture, JobHandler};
 use crate::delivery::{Clock, Job, Outcome};
@@ -529,18 +531,21 @@ fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     }
 }
 
-/// Reads `Retry-After` as seconds or as an HTTP date.
+/// Reads `Retry-After` as seconds or as an HTTP date, cut to [`MAX_RETRY_AFTER`].
 fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<StdDuration> {
     let text = response.headers().get("Retry-After")?.to_str().ok()?.trim();
     parse_retry_after(text, now)
 }
 
 fn parse_retry_after(text: &str, now: DateTime<Utc>) -> Option<StdDuration> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(StdDuration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or_default())
+    let delay = if let Ok(seconds) = text.parse::<u64>() {
+        StdDuration::from_secs(seconds)
+    } else {
+        let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+        (at - now).to_std().unwrap_or_default()
+    };
+    let max = MAX_RETRY_AFTER.to_std().unwrap_or(delay);
+    Some(delay.min(max))
 }
 
 #[cfg(test)]
@@ -576,5 +581,18 @@ mod tests {
             Some(StdDuration::from_secs(300))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(
+            parse_retry_after("Mon, 31 Dec 2029 23:00:00 GMT", now),
+            Some(StdDuration::ZERO)
+        );
+    }
+
+    #[test]
+    fn huge_retry_after_is_cut_to_a_day() {
+        let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap_or_default();
+        let day = MAX_RETRY_AFTER.to_std().ok();
+        assert_eq!(parse_retry_after("18446744073709551615", now), day);
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), day);
     }
 }
