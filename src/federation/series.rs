@@ -23,10 +23,8 @@ use super::Error;
 use super::objects::event::{Publisher, occurrence_object, utc_text};
 use super::publish::{send, tombstone};
 use super::published::{self, PublishedObject};
-use crate::calendar::occurrence::{Occurrence, occurrences};
-use crate::calendar::recurrence::MAX_INSTANCES;
+use crate::calendar::occurrence::{Occurrence, not_ended};
 use crate::calendar::store::StoredEvent;
-use crate::calendar::time::Window;
 use crate::db::AnyConnection;
 
 /// How far ahead occurrences are published: about two months, which covers what people plan
@@ -214,37 +212,10 @@ pub fn upcoming(stored: &StoredEvent, now: DateTime<Utc>) -> Result<Vec<Occurren
     if schedule.rrule.is_none() && schedule.rdates.is_empty() {
         return Ok(Vec::new());
     }
-    // An occurrence that started before now may still be running: look back one event
-    // length (plus a day for all-day and DST slack). The look-back is expanded apart from the
-    // starts ahead, because a frequent series (a slot every 15 minutes) has more ended
-    // occurrences in it than the cap, and they would push every future one out of the list.
-    let length =
-        Duration::days(schedule.length.days + 1) + Duration::seconds(schedule.length.seconds);
-    let look_back = Window {
-        from: now - length,
-        to: now,
-    };
-    let ahead = Window {
-        from: now,
-        to: now + HORIZON,
-    };
-    // NOTE: a series with more than MAX_INSTANCES starts in the look-back (one every few
-    // seconds) is cut to its earliest ones there, so an occurrence still running may be missed.
-    let mut list: Vec<Occurrence> = expand(stored, look_back, MAX_INSTANCES)?
-        .into_iter()
-        .filter(|o| o.end > now)
-        .collect();
-    list.extend(expand(stored, ahead, MAX_OCCURRENCE_OBJECTS)?);
-    list.truncate(MAX_OCCURRENCE_OBJECTS);
-    Ok(list)
-}
-
-/// Lists at most `limit` occurrences of `stored` that start in `window`, the earliest first.
-fn expand(stored: &StoredEvent, window: Window, limit: usize) -> Result<Vec<Occurrence>, Error> {
-    let found = occurrences(&stored.event, window, limit).map_err(|e| {
+    not_ended(&stored.event, now, now + HORIZON, MAX_OCCURRENCE_OBJECTS).map_err(|e| {
         crate::calendar::Error::Corrupt(format!("event {} cannot be expanded: {e}", stored.id))
-    })?;
-    Ok(found.occurrences)
+            .into()
+    })
 }
 
 #[cfg(test)]
