@@ -23,6 +23,7 @@ use rose_events::delivery::domains::{self, DomainHealth, DomainPolicy, DomainSta
 use rose_events::delivery::queue::{self, Job};
 use rose_events::delivery::{Clock, FixedClock, Handlers, Worker, WorkerSettings};
 use rose_events::federation::deliver::{self, DeliveryHandler};
+use rose_events::federation::follows::{self, FollowTarget};
 use rose_events::federation::{Settings, TrustPolicy, actors};
 
 const PUBLIC_URL: &str = "https://events.example";
@@ -310,11 +311,68 @@ fn gone_inbox_does_not_fail_its_domain(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn inbox_spellings_share_one_delivery(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend)?;
+    let mut conn = db.connect()?;
+    let calendar = rose_events::calendar::store::insert_calendar(
+        &mut conn,
+        &rose_events::calendar::NewCalendar {
+            slug: "club".to_owned(),
+            name: "Club".to_owned(),
+            default_zone: chrono_tz::Europe::Berlin,
+            visibility: rose_events::calendar::Visibility::Public,
+        },
+    )?;
+    let calendar_actor = actors::calendar_id(PUBLIC_URL, "club");
+    let target = FollowTarget {
+        calendar_id: Some(calendar.id),
+        calendar_actor: &calendar_actor,
+    };
+
+    // Two servers' actors each name their shared inbox in another spelling: the host's case,
+    // a default port, an IPv6 literal written out in full.
+    let spellings = [
+        (
+            "https://peer.example/users/ana",
+            "https://peer.example/inbox",
+        ),
+        (
+            "https://peer.example/users/ben",
+            "https://PEER.Example:443/inbox",
+        ),
+        (
+            "https://[2001:db8::7]/users/cy",
+            "https://[2001:db8::7]/inbox",
+        ),
+        (
+            "https://[2001:db8::7]/users/dee",
+            "https://[2001:DB8:0:0::7]:443/inbox",
+        ),
+    ];
+    for (follower, inbox) in spellings {
+        let follow = serde_json::json!({
+            "id": format!("{follower}/follows/1"),
+            "type": "Follow",
+            "actor": follower,
+            "object": calendar_actor,
+        });
+        follows::follow(&mut conn, &target, follower, inbox, &follow)?;
+    }
+
+    let inboxes = follows::audience_inboxes(&mut conn, calendar.id)?;
+    assert_eq!(
+        inboxes,
+        ["https://[2001:db8::7]/inbox", "https://peer.example/inbox"]
+    );
+    Ok(())
+}
+
 on_both_backends!(
     failing_domain_holds_back_its_other_deliveries,
     retry_after_sets_the_domains_next_attempt,
     dead_domain_parks_deliveries_until_a_probe_succeeds,
     gone_inbox_does_not_fail_its_domain,
+    inbox_spellings_share_one_delivery,
 );
 
 /// Runs one batch on each worker at the same time at `now`; returns the jobs claimed.
