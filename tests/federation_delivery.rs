@@ -367,12 +367,46 @@ fn inbox_spellings_share_one_delivery(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn temporary_redirect_is_retried(backend: Backend) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let t0 = at("2030-01-01T00:00:00Z");
+    let rig = Rig::new(backend, t0)?;
+    let inbox = TestInbox::start()?;
+
+    // A 307 is a temporary response from a server that is up, so the job waits and tries
+    // again, and the domain is not failing. The redirect is not followed, because the POST
+    // would go to a host whose address was never checked.
+    inbox.answer_next(307, None);
+    rig.enqueue("moved-for-now", &[inbox.url("/users/ana/inbox")], t0)?;
+    rig.run_at(&runtime, t0)?;
+    let jobs = rig.jobs()?;
+    assert_eq!(states(&jobs), ["pending"]);
+    let error = jobs[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("307"), "{error}");
+    assert!(rig.health(&inbox.domain)?.is_none(), "no failure recorded");
+
+    let later = t0 + Duration::hours(2);
+    rig.run_at(&runtime, later)?;
+    assert_eq!(states(&rig.jobs()?), ["done"]);
+    assert_eq!(inbox.count(), 2);
+
+    // A 308 means the inbox moved for good, so the job dies with the status.
+    inbox.answer_next(308, None);
+    rig.enqueue("moved-for-good", &[inbox.url("/users/ben/inbox")], later)?;
+    rig.run_at(&runtime, later)?;
+    let last = rig.jobs()?.pop().expect("the last delivery");
+    assert_eq!(last.state, "dead");
+    assert!(last.last_error.unwrap_or_default().contains("308"));
+    Ok(())
+}
+
 on_both_backends!(
     failing_domain_holds_back_its_other_deliveries,
     retry_after_sets_the_domains_next_attempt,
     dead_domain_parks_deliveries_until_a_probe_succeeds,
     gone_inbox_does_not_fail_its_domain,
     inbox_spellings_share_one_delivery,
+    temporary_redirect_is_retried,
 );
 
 /// Runs one batch on each worker at the same time at `now`; returns the jobs claimed.

@@ -354,10 +354,12 @@ impl DeliveryHandler {
                 let status = response.status().as_u16();
                 let retry_after = retry_after(&response, now);
                 match outcome_of(status, retry_after) {
-                    Outcome::Retry { error, after } => Attempt::Unreachable {
-                        error: format!("{error} at {url}"),
-                        retry_after: after,
-                    },
+                    Outcome::Retry { error, after } if is_overloaded(status) => {
+                        Attempt::Unreachable {
+                            error: format!("{error} at {url}"),
+                            retry_after: after,
+                        }
+                    }
                     outcome => Attempt::Answered(outcome),
                 }
             }
@@ -519,16 +521,29 @@ impl JobHandler for DeliveryHandler {
 
 /// Maps the inbox's response status: 2xx is delivered; 404 and 410 mean the inbox is gone for good;
 /// 408, 429 and 5xx are worth another try; any other 4xx will not change on a retry.
+///
+/// Redirects are not followed, because the new host's address would go unchecked. A temporary
+/// one (302, 303, 307) is tried again later, at the same inbox. Any other 3xx says the inbox
+/// moved for good, so the job dies with that status.
 fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     match status {
         200..=299 => Outcome::Done,
         404 | 410 => Outcome::Failed(format!("inbox answered {status}: it is gone")),
-        408 | 429 | 500..=599 => Outcome::Retry {
+        408 | 429 | 500..=599 | 302 | 303 | 307 => Outcome::Retry {
             error: format!("inbox answered {status}"),
             after,
         },
+        300..=399 => Outcome::Failed(format!(
+            "inbox answered {status}: it moved, and redirects are not followed"
+        )),
         _ => Outcome::Failed(format!("inbox rejected the delivery with {status}")),
     }
+}
+
+/// Whether a status means the server is unreachable or overloaded, a failure of its whole
+/// domain rather than of this one delivery.
+fn is_overloaded(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
 }
 
 /// Reads `Retry-After` as seconds or as an HTTP date, cut to [`MAX_RETRY_AFTER`].
@@ -567,6 +582,11 @@ mod tests {
             }
         );
         assert!(matches!(outcome_of(503, None), Outcome::Retry { .. }));
+        assert!(matches!(outcome_of(307, None), Outcome::Retry { .. }));
+        assert!(matches!(outcome_of(301, None), Outcome::Failed(_)));
+        assert!(matches!(outcome_of(308, None), Outcome::Failed(_)));
+        assert!(!is_overloaded(307));
+        assert!(is_overloaded(503));
     }
 
     #[test]
