@@ -400,6 +400,28 @@ fn temporary_redirect_is_retried(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn zero_retry_after_still_backs_off(backend: Backend) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let t0 = at("2030-01-01T00:00:00Z");
+    let rig = Rig::new(backend, t0)?;
+    let inbox = TestInbox::start()?;
+    for _ in 0..40 {
+        inbox.answer_next(429, Some(0));
+    }
+    rig.enqueue("1", &[inbox.url("/inbox")], t0)?;
+
+    // A server that asks to be retried at once, every time, gets one attempt per backoff
+    // instead of a burst that uses up every attempt of the job within a second.
+    for _ in 0..30 {
+        rig.run_at(&runtime, t0)?;
+    }
+    assert_eq!(inbox.count(), 1);
+    assert_eq!(states(&rig.jobs()?), ["pending"]);
+    let health = rig.health(&inbox.domain)?.expect("row");
+    assert_eq!(health.next_attempt_at, Some(t0 + Duration::seconds(30)));
+    Ok(())
+}
+
 on_both_backends!(
     failing_domain_holds_back_its_other_deliveries,
     retry_after_sets_the_domains_next_attempt,
@@ -407,6 +429,7 @@ on_both_backends!(
     gone_inbox_does_not_fail_its_domain,
     inbox_spellings_share_one_delivery,
     temporary_redirect_is_retried,
+    zero_retry_after_still_backs_off,
 );
 
 /// Runs one batch on each worker at the same time at `now`; returns the jobs claimed.
