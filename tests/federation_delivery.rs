@@ -23,6 +23,7 @@ use rose_events::delivery::domains::{self, DomainHealth, DomainPolicy, DomainSta
 use rose_events::delivery::queue::{self, Job};
 use rose_events::delivery::{Clock, FixedClock, Handlers, Worker, WorkerSettings};
 use rose_events::federation::deliver::{self, DeliveryHandler};
+use rose_events::federation::follows::{self, FollowTarget};
 use rose_events::federation::{Settings, TrustPolicy, actors};
 
 const PUBLIC_URL: &str = "https://events.example";
@@ -310,11 +311,125 @@ fn gone_inbox_does_not_fail_its_domain(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn inbox_spellings_share_one_delivery(backend: Backend) -> anyhow::Result<()> {
+    let db = TestDb::new(backend)?;
+    let mut conn = db.connect()?;
+    let calendar = rose_events::calendar::store::insert_calendar(
+        &mut conn,
+        &rose_events::calendar::NewCalendar {
+            slug: "club".to_owned(),
+            name: "Club".to_owned(),
+            default_zone: chrono_tz::Europe::Berlin,
+            visibility: rose_events::calendar::Visibility::Public,
+        },
+    )?;
+    let calendar_actor = actors::calendar_id(PUBLIC_URL, "club");
+    let target = FollowTarget {
+        calendar_id: Some(calendar.id),
+        calendar_actor: &calendar_actor,
+    };
+
+    // Two servers' actors each name their shared inbox in another spelling: the host's case,
+    // a default port, an IPv6 literal written out in full.
+    let spellings = [
+        (
+            "https://peer.example/users/ana",
+            "https://peer.example/inbox",
+        ),
+        (
+            "https://peer.example/users/ben",
+            "https://PEER.Example:443/inbox",
+        ),
+        (
+            "https://[2001:db8::7]/users/cy",
+            "https://[2001:db8::7]/inbox",
+        ),
+        (
+            "https://[2001:db8::7]/users/dee",
+            "https://[2001:DB8:0:0::7]:443/inbox",
+        ),
+    ];
+    for (follower, inbox) in spellings {
+        let follow = serde_json::json!({
+            "id": format!("{follower}/follows/1"),
+            "type": "Follow",
+            "actor": follower,
+            "object": calendar_actor,
+        });
+        follows::follow(&mut conn, &target, follower, inbox, &follow)?;
+    }
+
+    let inboxes = follows::audience_inboxes(&mut conn, calendar.id)?;
+    assert_eq!(
+        inboxes,
+        ["https://[2001:db8::7]/inbox", "https://peer.example/inbox"]
+    );
+    Ok(())
+}
+
+fn temporary_redirect_is_retried(backend: Backend) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let t0 = at("2030-01-01T00:00:00Z");
+    let rig = Rig::new(backend, t0)?;
+    let inbox = TestInbox::start()?;
+
+    // A 307 is a temporary response from a server that is up, so the job waits and tries
+    // again, and the domain is not failing. The redirect is not followed, because the POST
+    // would go to a host whose address was never checked.
+    inbox.answer_next(307, None);
+    rig.enqueue("moved-for-now", &[inbox.url("/users/ana/inbox")], t0)?;
+    rig.run_at(&runtime, t0)?;
+    let jobs = rig.jobs()?;
+    assert_eq!(states(&jobs), ["pending"]);
+    let error = jobs[0].last_error.clone().unwrap_or_default();
+    assert!(error.contains("307"), "{error}");
+    assert!(rig.health(&inbox.domain)?.is_none(), "no failure recorded");
+
+    let later = t0 + Duration::hours(2);
+    rig.run_at(&runtime, later)?;
+    assert_eq!(states(&rig.jobs()?), ["done"]);
+    assert_eq!(inbox.count(), 2);
+
+    // A 308 means the inbox moved for good, so the job dies with the status.
+    inbox.answer_next(308, None);
+    rig.enqueue("moved-for-good", &[inbox.url("/users/ben/inbox")], later)?;
+    rig.run_at(&runtime, later)?;
+    let last = rig.jobs()?.pop().expect("the last delivery");
+    assert_eq!(last.state, "dead");
+    assert!(last.last_error.unwrap_or_default().contains("308"));
+    Ok(())
+}
+
+fn zero_retry_after_still_backs_off(backend: Backend) -> anyhow::Result<()> {
+    let runtime = runtime()?;
+    let t0 = at("2030-01-01T00:00:00Z");
+    let rig = Rig::new(backend, t0)?;
+    let inbox = TestInbox::start()?;
+    for _ in 0..40 {
+        inbox.answer_next(429, Some(0));
+    }
+    rig.enqueue("1", &[inbox.url("/inbox")], t0)?;
+
+    // A server that asks to be retried at once, every time, gets one attempt per backoff
+    // instead of a burst that uses up every attempt of the job within a second.
+    for _ in 0..30 {
+        rig.run_at(&runtime, t0)?;
+    }
+    assert_eq!(inbox.count(), 1);
+    assert_eq!(states(&rig.jobs()?), ["pending"]);
+    let health = rig.health(&inbox.domain)?.expect("row");
+    assert_eq!(health.next_attempt_at, Some(t0 + Duration::seconds(30)));
+    Ok(())
+}
+
 on_both_backends!(
     failing_domain_holds_back_its_other_deliveries,
     retry_after_sets_the_domains_next_attempt,
     dead_domain_parks_deliveries_until_a_probe_succeeds,
     gone_inbox_does_not_fail_its_domain,
+    inbox_spellings_share_one_delivery,
+    temporary_redirect_is_retried,
+    zero_retry_after_still_backs_off,
 );
 
 /// Runs one batch on each worker at the same time at `now`; returns the jobs claimed.

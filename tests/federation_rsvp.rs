@@ -666,6 +666,74 @@ fn rsvp_to_untrusted_servers_event_is_refused(backend: Backend) -> anyhow::Resul
     Ok(())
 }
 
+/// Creates a slot every 30 minutes from three days ago, so that about 150 slots have ended
+/// within the look-back for running slots, and returns its id.
+fn frequent_slots(server: &TestServer) -> anyhow::Result<i64> {
+    let now = chrono::Utc::now();
+    let first = now - chrono::Duration::days(3);
+    let first = first
+        .with_timezone(&chrono_tz::Europe::Berlin)
+        .naive_local();
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/calendars/club/events",
+        &json!({
+            "title": "Climbing wall slot",
+            "start": first.format("%Y-%m-%dT%H:00:00").to_string(),
+            "zone": "Europe/Berlin",
+            "duration": "PT30M",
+            "rrule": "FREQ=MINUTELY;INTERVAL=30",
+            "capacity": 4,
+        }),
+    )?;
+    assert_eq!(reply.status, 201, "{}", reply.body);
+    reply.json()?["id"].as_i64().context("event id")
+}
+
+fn join_of_frequent_series_finds_its_slot(backend: Backend) -> anyhow::Result<()> {
+    let server = start(backend)?;
+    let peer = FakePeer::start()?;
+    peer.add_actor("/users/jun", "Person");
+    let series = frequent_slots(&server)?;
+    let before = chrono::Utc::now();
+
+    // The series object shows a slot that has not ended, not one from days ago.
+    let mut conn = server.db.connect()?;
+    let series_id = format!("{}/events/{series}", server.base);
+    let created = outbox::since(&mut conn, 0, 1000)?
+        .into_iter()
+        .find(|r| {
+            r.activity["type"] == "Create" && r.activity["object"]["id"] == series_id.as_str()
+        })
+        .context("Create of the series")?;
+    let start_text = created.activity["object"]["startTime"]
+        .as_str()
+        .context("startTime")?;
+    let shown = chrono::DateTime::parse_from_rfc3339(start_text)?;
+    assert!(
+        shown > before - chrono::Duration::hours(1),
+        "series object starts at {start_text}"
+    );
+
+    // A Join of the series without rose:recurrenceId names the slot the series object shows.
+    // That slot has begun, so the calendar may reject it as closed. The instance's "no such
+    // occurrence" answer would mean the slot was not found.
+    let object = json!(series_id);
+    let reply = deliver(
+        &server,
+        "/inbox",
+        &activity(&peer, "jun", "Join", 1, &object),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    assert!(!reply.body.contains("no such occurrence"), "{}", reply.body);
+    let answer = answers_to(&server, "jun")?
+        .pop()
+        .context("an answer to the Join")?;
+    let calendar = format!("{}/calendars/club", server.base);
+    assert_eq!(answer.activity["actor"], calendar.as_str());
+    Ok(())
+}
+
 on_both_backends!(
     rsvp_out_follows_the_organizers_changes,
     full_event_rejects_the_next_join_with_its_reason,
@@ -675,6 +743,7 @@ on_both_backends!(
     joins_of_unknown_events_are_rejected,
     api_keeps_the_remote_attendee_prefix,
     unreadable_recurrence_id_books_no_occurrence,
+    join_of_frequent_series_finds_its_slot,
     late_answer_about_deleted_event_is_ignored,
     rsvp_to_untrusted_servers_event_is_refused
 );

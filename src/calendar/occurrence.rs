@@ -165,6 +165,43 @@ fn override_occurrence(
     }
 }
 
+/// Lists at most `limit` occurrences of `event` that have not ended at `now` and start before
+/// `to`, the earliest first.
+///
+/// The ones still running at `now` are looked for one event length (plus a day for all-day
+/// and DST slack) back, in an expansion of their own. A frequent series (a slot every 15
+/// minutes) has more ended occurrences there than `limit`, and they must not push out the
+/// later ones.
+pub fn not_ended(
+    event: &NewEvent,
+    now: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Occurrence>, RecurrenceError> {
+    let length = event.schedule.length;
+    let look_back =
+        Duration::days(length.days.saturating_add(1)) + Duration::seconds(length.seconds);
+    let running = Window {
+        from: now
+            .checked_sub_signed(look_back)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+        to: now.min(to),
+    };
+    // NOTE: a series with more than MAX_INSTANCES starts in the look-back (one every few
+    // seconds) is cut to its earliest ones there, so an occurrence still running may be missed.
+    let mut list: Vec<Occurrence> = occurrences(event, running, MAX_INSTANCES)?
+        .occurrences
+        .into_iter()
+        .filter(|o| o.end > now)
+        .collect();
+    if now < to {
+        let ahead = Window { from: now, to };
+        list.extend(occurrences(event, ahead, limit)?.occurrences);
+    }
+    list.truncate(limit);
+    Ok(list)
+}
+
 #[cfg(test)]
 mod tests {
     use chrono::NaiveDateTime;

@@ -327,10 +327,12 @@ fn escalate(
     let first = failing
         .and_then(|h| h.first_failure_at)
         .unwrap_or(failure.now);
+    // A Retry-After below the base wait is raised to it, so that a server answering
+    // "Retry-After: 0" to every attempt is not tried again in a tight loop.
     let requested = failure.retry_after.map(|after| {
         Duration::from_std(after)
             .unwrap_or(MAX_RETRY_AFTER)
-            .min(MAX_RETRY_AFTER)
+            .clamp(policy.base, MAX_RETRY_AFTER)
     });
     let dead = failure.now - first >= policy.dead_after;
     let wait = if dead {
@@ -516,6 +518,13 @@ mod tests {
             &policy,
         );
         assert_eq!(requested.next_attempt_at, Some(at("2030-01-01T00:10:00Z")));
+        let at_once = escalate(
+            None,
+            "a.example",
+            &failure("2030-01-01T00:00:00Z", Some(0)),
+            &policy,
+        );
+        assert_eq!(at_once.next_attempt_at, Some(at("2030-01-01T00:00:30Z")));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::domains::MAX_RETRY_AFTER;
+
 /// The result of one attempt, as a handler reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -16,7 +18,8 @@ pub enum Outcome {
     Retry {
         /// What failed.
         error: String,
-        /// The remote side's own delay (HTTP `Retry-After`), if it gave one.
+        /// The remote side's own delay (HTTP `Retry-After`), if it gave one; it is raised to
+        /// the policy's base delay and cut to [`MAX_RETRY_AFTER`].
         after: Option<std::time::Duration>,
     },
     /// A permanent failure: the job dies now.
@@ -98,8 +101,13 @@ impl RetryPolicy {
                 if attempts >= max_attempts {
                     return Verdict::Dead(format!("gave up after {attempts} attempts: {error}"));
                 }
+                // A remote delay is honoured from the base delay up to a day. Below the base,
+                // "Retry-After: 0" on every attempt would use up the attempts in a second.
+                // Uncut, a delay of millions of years overflows the instant it is added to.
                 let delay = match after {
-                    Some(after) => Duration::from_std(after).unwrap_or(self.cap),
+                    Some(after) => Duration::from_std(after)
+                        .unwrap_or(MAX_RETRY_AFTER)
+                        .clamp(self.base, MAX_RETRY_AFTER),
                     None => self.backoff(attempts, jitter),
                 };
                 let at = now + delay;
@@ -176,6 +184,47 @@ mod tests {
         assert_eq!(
             verdict,
             Verdict::RetryAt(at("2026-05-02T08:02:00Z"), "429".into())
+        );
+    }
+
+    #[test]
+    fn huge_retry_after_is_cut_to_a_day() {
+        let now = at("2026-05-02T08:00:00Z");
+        let huge = std::time::Duration::from_secs(1_000_000_000_000_000);
+        let verdict = RetryPolicy::default().decide(
+            Outcome::Retry {
+                error: "429".into(),
+                after: Some(huge),
+            },
+            1,
+            8,
+            None,
+            now,
+            0.5,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::RetryAt(at("2026-05-03T08:00:00Z"), "429".into())
+        );
+    }
+
+    #[test]
+    fn zero_retry_after_waits_the_base_delay() {
+        let now = at("2026-05-02T08:00:00Z");
+        let verdict = RetryPolicy::default().decide(
+            Outcome::Retry {
+                error: "429".into(),
+                after: Some(std::time::Duration::ZERO),
+            },
+            1,
+            8,
+            None,
+            now,
+            0.5,
+        );
+        assert_eq!(
+            verdict,
+            Verdict::RetryAt(at("2026-05-02T08:00:30Z"), "429".into())
         );
     }
 

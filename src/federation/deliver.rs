@@ -23,7 +23,9 @@ use super::fetch::{FetchError, checked_address};
 use super::signature;
 use crate::db::{AnyConnection, DbPool};
 use crate::delivery::NewJob;
-use crate::delivery::domains::{self, DomainHealth, DomainPolicy, DomainState, Gate};
+use crate::delivery::domains::{
+    self, DomainHealth, DomainPolicy, DomainState, Gate, MAX_RETRY_AFTER,
+};
 use crate::delivery::queue;
 use crate::delivery::worker::{BoxFuture, JobHandler};
 use crate::delivery::{Clock, Job, Outcome};
@@ -352,10 +354,12 @@ impl DeliveryHandler {
                 let status = response.status().as_u16();
                 let retry_after = retry_after(&response, now);
                 match outcome_of(status, retry_after) {
-                    Outcome::Retry { error, after } => Attempt::Unreachable {
-                        error: format!("{error} at {url}"),
-                        retry_after: after,
-                    },
+                    Outcome::Retry { error, after } if is_overloaded(status) => {
+                        Attempt::Unreachable {
+                            error: format!("{error} at {url}"),
+                            retry_after: after,
+                        }
+                    }
                     outcome => Attempt::Answered(outcome),
                 }
             }
@@ -517,30 +521,46 @@ impl JobHandler for DeliveryHandler {
 
 /// Maps the inbox's response status: 2xx is delivered; 404 and 410 mean the inbox is gone for good;
 /// 408, 429 and 5xx are worth another try; any other 4xx will not change on a retry.
+///
+/// Redirects are not followed, because the new host's address would go unchecked. A temporary
+/// one (302, 303, 307) is tried again later, at the same inbox. Any other 3xx says the inbox
+/// moved for good, so the job dies with that status.
 fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     match status {
         200..=299 => Outcome::Done,
         404 | 410 => Outcome::Failed(format!("inbox answered {status}: it is gone")),
-        408 | 429 | 500..=599 => Outcome::Retry {
+        408 | 429 | 500..=599 | 302 | 303 | 307 => Outcome::Retry {
             error: format!("inbox answered {status}"),
             after,
         },
+        300..=399 => Outcome::Failed(format!(
+            "inbox answered {status}: it moved, and redirects are not followed"
+        )),
         _ => Outcome::Failed(format!("inbox rejected the delivery with {status}")),
     }
 }
 
-/// Reads `Retry-After` as seconds or as an HTTP date.
+/// Whether a status means the server is unreachable or overloaded, a failure of its whole
+/// domain rather than of this one delivery.
+fn is_overloaded(status: u16) -> bool {
+    matches!(status, 408 | 429 | 500..=599)
+}
+
+/// Reads `Retry-After` as seconds or as an HTTP date, cut to [`MAX_RETRY_AFTER`].
 fn retry_after(response: &reqwest::Response, now: DateTime<Utc>) -> Option<StdDuration> {
     let text = response.headers().get("Retry-After")?.to_str().ok()?.trim();
     parse_retry_after(text, now)
 }
 
 fn parse_retry_after(text: &str, now: DateTime<Utc>) -> Option<StdDuration> {
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(StdDuration::from_secs(seconds));
-    }
-    let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
-    Some((at - now).to_std().unwrap_or_default())
+    let delay = if let Ok(seconds) = text.parse::<u64>() {
+        StdDuration::from_secs(seconds)
+    } else {
+        let at = DateTime::parse_from_rfc2822(text).ok()?.with_timezone(&Utc);
+        (at - now).to_std().unwrap_or_default()
+    };
+    let max = MAX_RETRY_AFTER.to_std().unwrap_or(delay);
+    Some(delay.min(max))
 }
 
 #[cfg(test)]
@@ -562,6 +582,11 @@ mod tests {
             }
         );
         assert!(matches!(outcome_of(503, None), Outcome::Retry { .. }));
+        assert!(matches!(outcome_of(307, None), Outcome::Retry { .. }));
+        assert!(matches!(outcome_of(301, None), Outcome::Failed(_)));
+        assert!(matches!(outcome_of(308, None), Outcome::Failed(_)));
+        assert!(!is_overloaded(307));
+        assert!(is_overloaded(503));
     }
 
     #[test]
@@ -576,5 +601,18 @@ mod tests {
             Some(StdDuration::from_secs(300))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+        assert_eq!(
+            parse_retry_after("Mon, 31 Dec 2029 23:00:00 GMT", now),
+            Some(StdDuration::ZERO)
+        );
+    }
+
+    #[test]
+    fn huge_retry_after_is_cut_to_a_day() {
+        let now: DateTime<Utc> = "2030-01-01T00:00:00Z".parse().unwrap_or_default();
+        let day = MAX_RETRY_AFTER.to_std().ok();
+        assert_eq!(parse_retry_after("18446744073709551615", now), day);
+        assert_eq!(parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now), day);
     }
 }

@@ -7,7 +7,7 @@
 //! The test setting `allow_localhost` lets `localhost` and 127.0.0.1 through when the URL names
 //! an explicit port.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -285,15 +285,34 @@ pub fn is_public(ip: IpAddr) -> bool {
             if let Some(v4) = v6.to_ipv4_mapped() {
                 return is_public(IpAddr::V4(v4));
             }
-            let first = v6.segments()[0];
+            let segments = v6.segments();
+            // IPv4-compatible (::/96) and NAT64 (64:ff9b::/96) addresses end in an IPv4
+            // address, and 6to4 (2002::/16) ones carry one after the prefix. A relay may
+            // deliver to that IPv4 address, so it must be public too.
+            if segments[..6] == [0; 6] || segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+                return is_public(IpAddr::V4(embedded_ipv4(segments[6], segments[7])));
+            }
+            if segments[0] == 0x2002
+                && !is_public(IpAddr::V4(embedded_ipv4(segments[1], segments[2])))
+            {
+                return false;
+            }
+            let first = segments[0];
             !(v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 // fc00::/7 unique local, fe80::/10 link-local.
                 || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80)
+                || (first & 0xffc0) == 0xfe80
+                // 2001:db8::/32, documentation.
+                || (first == 0x2001 && segments[1] == 0x0db8))
         }
     }
+}
+
+/// Builds the IPv4 address whose high and low 16 bits are `high` and `low`.
+fn embedded_ipv4(high: u16, low: u16) -> Ipv4Addr {
+    Ipv4Addr::from((u32::from(high) << 16) | u32::from(low))
 }
 
 #[cfg(test)]
@@ -323,11 +342,17 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::a00:1",
+            "2002:7f00:1::1",
+            "2001:db8::1",
         ] {
             let ip = text.parse().map_err(|_| text);
             assert_eq!(ip.map(is_public), Ok(false), "{text}");
         }
-        let public = "93.184.216.34".parse().map_err(|_| ());
-        assert_eq!(public.map(is_public), Ok(true));
+        for text in ["93.184.216.34", "2606:4700::1111", "64:ff9b::5db8:d822"] {
+            let ip = text.parse().map_err(|_| text);
+            assert_eq!(ip.map(is_public), Ok(true), "{text}");
+        }
     }
 }

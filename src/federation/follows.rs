@@ -224,9 +224,9 @@ fn answer(
 }
 
 /// Inboxes that receive the public activities of a calendar: its accepted followers and those
-/// of the instance actor, each inbox once.
+/// of the instance actor, each inbox once however its actors spell it.
 pub fn audience_inboxes(conn: &mut AnyConnection, calendar_id: i64) -> Result<Vec<String>, Error> {
-    let mut inboxes: Vec<String> = followers::table
+    let stored: Vec<String> = followers::table
         .filter(
             followers::calendar_id
                 .eq(calendar_id)
@@ -235,7 +235,18 @@ pub fn audience_inboxes(conn: &mut AnyConnection, calendar_id: i64) -> Result<Ve
         .filter(followers::state.eq("accepted"))
         .select(followers::inbox)
         .load(conn)?;
+    let mut inboxes: Vec<String> = stored.into_iter().map(normalize_inbox).collect();
     inboxes.sort();
     inboxes.dedup();
     Ok(inboxes)
+}
+
+/// Writes an inbox URL in the WHATWG URL form: lowercase host, no default port, IPv6 literal
+/// compressed. Followers on one server may name its shared inbox in different spellings, which
+/// would each get a copy of every activity. A text that is no URL is kept as it is.
+fn normalize_inbox(inbox: String) -> String {
+    match url::Url::parse(&inbox) {
+        Ok(parsed) => parsed.into(),
+        Err(_) => inbox,
+    }
 }

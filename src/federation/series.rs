@@ -23,9 +23,8 @@ use super::Error;
 use super::objects::event::{Publisher, occurrence_object, utc_text};
 use super::publish::{send, tombstone};
 use super::published::{self, PublishedObject};
-use crate::calendar::occurrence::{Occurrence, occurrences};
+use crate::calendar::occurrence::{Occurrence, not_ended};
 use crate::calendar::store::StoredEvent;
-use crate::calendar::time::Window;
 use crate::db::AnyConnection;
 
 /// How far ahead occurrences are published: about two months, which covers what people plan
@@ -213,24 +212,10 @@ pub fn upcoming(stored: &StoredEvent, now: DateTime<Utc>) -> Result<Vec<Occurren
     if schedule.rrule.is_none() && schedule.rdates.is_empty() {
         return Ok(Vec::new());
     }
-    // An occurrence that started before now may still be running: look back one event
-    // length (plus a day for all-day and DST slack).
-    let length =
-        Duration::days(schedule.length.days + 1) + Duration::seconds(schedule.length.seconds);
-    let window = Window {
-        from: now - length,
-        to: now + HORIZON,
-    };
-    // Ended occurrences inside the look-back take places in the limit, so ask for more.
-    let found = occurrences(&stored.event, window, MAX_OCCURRENCE_OBJECTS * 2).map_err(|e| {
+    not_ended(&stored.event, now, now + HORIZON, MAX_OCCURRENCE_OBJECTS).map_err(|e| {
         crate::calendar::Error::Corrupt(format!("event {} cannot be expanded: {e}", stored.id))
-    })?;
-    Ok(found
-        .occurrences
-        .into_iter()
-        .filter(|o| o.end > now)
-        .take(MAX_OCCURRENCE_OBJECTS)
-        .collect())
+            .into()
+    })
 }
 
 #[cfg(test)]
@@ -298,6 +283,26 @@ mod tests {
         let during = at("2030-01-08T10:00:00Z");
         let weekly = upcoming(&stored(Some("FREQ=WEEKLY")), during)?;
         assert_eq!(weekly[0].start, at("2030-01-08T09:00:00Z"));
+        Ok(())
+    }
+
+    #[test]
+    fn upcoming_fills_the_cap_for_frequent_slots() -> Result<(), Error> {
+        // Slots every 5 or 15 minutes have more ended occurrences in the look-back than the
+        // cap, so none of them may take the place of a future one.
+        let now = at("2030-01-03T12:05:00Z");
+        for minutes in [5_i64, 15] {
+            let mut slots = stored(Some(&format!("FREQ=MINUTELY;INTERVAL={minutes}")));
+            slots.event.schedule.length.seconds = minutes * 60;
+            let upcoming = upcoming(&slots, now)?;
+            assert_eq!(
+                upcoming.len(),
+                MAX_OCCURRENCE_OBJECTS,
+                "every {minutes} min"
+            );
+            assert!(upcoming[0].start <= now, "every {minutes} min");
+            assert!(upcoming[0].end > now, "every {minutes} min");
+        }
         Ok(())
     }
 

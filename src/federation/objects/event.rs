@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::booking::store::OccurrenceSeats;
 
 use crate::calendar::event::{EventDetails, EventStatus};
-use crate::calendar::occurrence::{Occurrence, occurrences};
+use crate::calendar::occurrence::{Occurrence, not_ended, occurrences};
 use crate::calendar::store::StoredEvent;
 use crate::calendar::time::{Moment, TimeBasis, Window};
 use crate::federation::protocol;
@@ -57,7 +57,7 @@ pub fn seats_left(stored: &StoredEvent, occurrence: &Occurrence, seats: &Seats) 
 }
 
 /// Builds the series object, timed at the first occurrence that has not ended by `now`, or at
-/// the last one when all are over. `None` when the event has no occurrence at all.
+/// the first one of all when all are over. `None` when the event has no occurrence at all.
 ///
 /// NOTE: the seats left of a series object are those of the occurrence it is timed at when it
 /// was sent. Only the occurrence objects (and a one-off event's object) are updated when seats
@@ -111,16 +111,11 @@ pub fn occurrence_object(
 fn next_occurrence(stored: &StoredEvent, now: DateTime<Utc>) -> Option<Occurrence> {
     let basis = stored.event.schedule.basis;
     let first = basis.to_utc(stored.event.schedule.start);
-    let upcoming = Window {
-        from: now - chrono::Duration::days(stored.event.schedule.length.days + 2),
-        to: DateTime::<Utc>::MAX_UTC,
-    };
-    let found = occurrences(&stored.event, upcoming, 64).ok()?;
-    let live = found
-        .occurrences
+    let upcoming = not_ended(&stored.event, now, DateTime::<Utc>::MAX_UTC, 64).ok()?;
+    let live = upcoming
         .iter()
-        .find(|o| o.end > now && o.details.status != EventStatus::Cancelled)
-        .or_else(|| found.occurrences.first())
+        .find(|o| o.details.status != EventStatus::Cancelled)
+        .or_else(|| upcoming.first())
         .cloned();
     if live.is_some() {
         return live;

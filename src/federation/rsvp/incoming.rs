@@ -4,7 +4,7 @@
 //! [`booking_started`] and [`booking_ended`]), so the seat, the stored answer and the outgoing
 //! `Accept` or `Reject` commit together or not at all.
 
-use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use chrono_tz::Tz;
 use diesel::prelude::*;
 use serde_json::{Value, json};
@@ -13,9 +13,9 @@ use super::{attendee_for, short_hash};
 use crate::booking::apply::{Answer, apply};
 use crate::booking::{BookRequest, Booking, Command, OccurrenceKey, Outcome, Reason, Verdict};
 use crate::calendar::event::EventStatus;
-use crate::calendar::occurrence::occurrences;
+use crate::calendar::occurrence::not_ended;
 use crate::calendar::store::{self, StoredEvent};
-use crate::calendar::time::{TimeBasis, Window};
+use crate::calendar::time::TimeBasis;
 use crate::db::AnyConnection;
 use crate::db::schema::incoming_rsvps;
 use crate::federation::incoming::{id_of, type_of};
@@ -184,17 +184,10 @@ fn next_occurrence(
     stored: &StoredEvent,
     now: DateTime<Utc>,
 ) -> Option<(DateTime<Utc>, DateTime<Utc>, String)> {
-    let window = Window {
-        from: now
-            .checked_sub_signed(Duration::days(stored.event.schedule.length.days + 2))
-            .unwrap_or(DateTime::<Utc>::MIN_UTC),
-        to: DateTime::<Utc>::MAX_UTC,
-    };
-    let found = occurrences(&stored.event, window, 64).ok()?;
+    let found = not_ended(&stored.event, now, DateTime::<Utc>::MAX_UTC, 64).ok()?;
     found
-        .occurrences
         .into_iter()
-        .find(|o| o.end > now && o.details.status != EventStatus::Cancelled)
+        .find(|o| o.details.status != EventStatus::Cancelled)
         .map(|o| (o.recurrence_id.unwrap_or(o.start), o.start, o.details.title))
 }
 
