@@ -292,7 +292,7 @@ pub fn verify(
     signing_string: &str,
     public_key_pem: &str,
 ) -> Result<(), SignatureError> {
-    let key = PKey::public_key_from_pem(public_key_pem.as_bytes())
+    let key = parsed_public_key(public_key_pem)
         .ok()
         .filter(|key| key.id() == Id::RSA && key.bits() <= MAX_KEY_BITS)
         .ok_or_else(|| SignatureError::KeyType(signature.key_id.clone()))?;
@@ -394,27 +394,43 @@ fn sign_bytes(data: &[u8], private_key_pem: &str) -> Result<Vec<u8>, openssl::er
     Signer::new(MessageDigest::sha256(), &key)?.sign_oneshot_to_vec(data)
 }
 
-/// Private keys parsed so far, by their PEM text. Every delivery is signed, and our actors
-/// are few, so parsing each key once saves work on every send.
-const PARSED_KEYS: usize = 256;
+/// Keys parsed so far, by their PEM text, at most [`PARSED_KEYS`] of each kind. Parsing a
+/// PEM key through OpenSSL costs more than the signature it is used for, and every delivery
+/// is signed and every inbox request verified with one of a few keys, so each is parsed once.
+/// A changed key has a new PEM text and so a new entry.
+const PARSED_KEYS: usize = 4096;
 
-fn parsed_private_key(
+type KeyCache<T> = std::sync::Mutex<std::collections::HashMap<String, PKey<T>>>;
+
+fn parsed_key<T>(
+    cache: &'static std::sync::OnceLock<KeyCache<T>>,
     pem: &str,
-) -> Result<PKey<openssl::pkey::Private>, openssl::error::ErrorStack> {
-    use std::collections::HashMap;
-    use std::sync::{Mutex, OnceLock, PoisonError};
-    static KEYS: OnceLock<Mutex<HashMap<String, PKey<openssl::pkey::Private>>>> = OnceLock::new();
-    let keys = KEYS.get_or_init(|| Mutex::new(HashMap::new()));
+    parse: impl FnOnce(&[u8]) -> Result<PKey<T>, openssl::error::ErrorStack>,
+) -> Result<PKey<T>, openssl::error::ErrorStack> {
+    use std::sync::PoisonError;
+    let keys = cache.get_or_init(KeyCache::default);
     if let Some(key) = keys.lock().unwrap_or_else(PoisonError::into_inner).get(pem) {
         return Ok(key.clone());
     }
-    let key = PKey::private_key_from_pem(pem.as_bytes())?;
+    let key = parse(pem.as_bytes())?;
     let mut keys = keys.lock().unwrap_or_else(PoisonError::into_inner);
     if keys.len() >= PARSED_KEYS {
         keys.clear();
     }
     keys.insert(pem.to_owned(), key.clone());
     Ok(key)
+}
+
+fn parsed_private_key(
+    pem: &str,
+) -> Result<PKey<openssl::pkey::Private>, openssl::error::ErrorStack> {
+    static KEYS: std::sync::OnceLock<KeyCache<openssl::pkey::Private>> = std::sync::OnceLock::new();
+    parsed_key(&KEYS, pem, PKey::private_key_from_pem)
+}
+
+fn parsed_public_key(pem: &str) -> Result<PKey<openssl::pkey::Public>, openssl::error::ErrorStack> {
+    static KEYS: std::sync::OnceLock<KeyCache<openssl::pkey::Public>> = std::sync::OnceLock::new();
+    parsed_key(&KEYS, pem, PKey::public_key_from_pem)
 }
 
 #[cfg(test)]
