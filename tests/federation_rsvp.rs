@@ -422,6 +422,20 @@ fn remote_event(peer: &FakePeer, kind: &str, start: &str, updated: &str) -> Valu
     })
 }
 
+/// Sends Hana's RSVP to remote one-off event `remote_id` and returns the id of her Join.
+fn hana_joins(server: &TestServer, remote_id: i64) -> anyhow::Result<String> {
+    let reply = server.send_json(
+        "POST",
+        "/api/v1/people/hana/rsvps",
+        &json!({"remote_event_id": remote_id}),
+    )?;
+    assert_eq!(reply.status, 202, "{}", reply.body);
+    Ok(reply.json()?["join_id"]
+        .as_str()
+        .context("join id")?
+        .to_owned())
+}
+
 /// Hana's reminders for remote one-off event `remote_id`.
 fn hana_reminders(
     server: &TestServer,
@@ -478,16 +492,7 @@ fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<(
     )?;
     assert_eq!(wrong.status, 422, "{}", wrong.body);
     assert_eq!(wrong.json()?["field"], "occurrence", "{}", wrong.body);
-    let reply = server.send_json(
-        "POST",
-        "/api/v1/people/hana/rsvps",
-        &json!({"remote_event_id": remote_id}),
-    )?;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let join_id = reply.json()?["join_id"]
-        .as_str()
-        .context("join id")?
-        .to_owned();
+    let join_id = hana_joins(&server, remote_id)?;
 
     // The Join reaches the organizer's inbox, signed by Hana's actor.
     let inbox = format!("{}/inbox", organizer.trim_start_matches(&peer.base));
@@ -583,23 +588,7 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
     let peer = FakePeer::start()?;
     let organizer = peer.add_actor("/users/org", "Person");
     let remote_id = trusted_picnic(&server, &peer)?;
-    let wrong = server.send_json(
-        "POST",
-        "/api/v1/people/hana/rsvps",
-        &json!({"remote_event_id": remote_id, "occurrence": "2020-01-01T00:00:00Z"}),
-    )?;
-    assert_eq!(wrong.status, 422, "{}", wrong.body);
-    assert_eq!(wrong.json()?["field"], "occurrence", "{}", wrong.body);
-    let reply = server.send_json(
-        "POST",
-        "/api/v1/people/hana/rsvps",
-        &json!({"remote_event_id": remote_id}),
-    )?;
-    assert_eq!(reply.status, 202, "{}", reply.body);
-    let join_id = reply.json()?["join_id"]
-        .as_str()
-        .context("join id")?
-        .to_owned();
+    let join_id = hana_joins(&server, remote_id)?;
     let delete = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
         "id": format!("{}/deletes/1", peer.base),

@@ -88,43 +88,10 @@ fn agenda(server: &TestServer, from: &str, to: &str) -> anyhow::Result<Vec<Value
         .unwrap_or_default())
 }
 
-#[expect(
-    clippy::too_many_lines,
-    reason = "one exchange between two servers, each step building on the one before"
-)]
 fn remote_events_follow_their_origin(backend: Backend) -> anyhow::Result<()> {
-    let a = start(backend)?;
-    let b = start(backend)?;
-    let b_domain = b.base.trim_start_matches("http://").to_owned();
-    let reply = b.send_json(
-        "POST",
-        "/api/v1/calendars",
-        &json!({"slug": "choir", "name": "Choir", "default_zone": "Europe/Berlin"}),
-    )?;
-    assert_eq!(reply.status, 201, "{}", reply.body);
-
     // A adds B as a trusted peer; its Follow of B's instance actor is delivered and accepted.
-    let out = run_cli(
-        &a.db,
-        &[
-            "--federation-allow-localhost",
-            "--public-url",
-            &a.base,
-            "peer",
-            "add",
-            &b_domain,
-            "--trust",
-        ],
-    )?;
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, delivered) = deliver_outbox(&a, &b, 0)?;
-    assert_eq!(delivered.len(), 1, "the Follow reaches B");
-    let (mut b_cursor, delivered) = deliver_outbox(&b, &a, 0)?;
-    assert_eq!(delivered.len(), 1, "the Accept reaches A");
+    let (a, b, mut b_cursor) = trusted_pair(backend)?;
+    let b_domain = b.base.trim_start_matches("http://").to_owned();
     let listing = run_cli(&a.db, &["peer", "list"])?;
     let listing = String::from_utf8(listing.stdout)?;
     assert!(
@@ -257,8 +224,10 @@ fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    deliver_outbox(&a, &b, 0)?;
-    let (b_cursor, _) = deliver_outbox(&b, &a, 0)?;
+    let (_, delivered) = deliver_outbox(&a, &b, 0)?;
+    assert_eq!(delivered.len(), 1, "the Follow reaches B");
+    let (b_cursor, delivered) = deliver_outbox(&b, &a, 0)?;
+    assert_eq!(delivered.len(), 1, "the Accept reaches A");
     Ok((a, b, b_cursor))
 }
 
