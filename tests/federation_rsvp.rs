@@ -89,18 +89,9 @@ fn answers_to(server: &TestServer, who: &str) -> anyhow::Result<Vec<outbox::Reco
         .collect())
 }
 
-/// A GET with the write token, as the organizer reads bookings.
-fn authed_get(server: &TestServer, path: &str) -> anyhow::Result<common::Reply> {
-    let result = common::agent()
-        .get(&server.url(path))
-        .set("Authorization", &format!("Bearer {}", server.token))
-        .call();
-    common::Reply::from_result(result)
-}
-
 fn seats_taken(server: &TestServer, event: i64) -> anyhow::Result<i64> {
-    let reply = authed_get(
-        server,
+    let reply = server.send(
+        "GET",
         &format!("/api/v1/events/{event}/occurrences/{RECURRENCE_ID}/bookings"),
     )?;
     assert_eq!(reply.status, 200, "{}", reply.body);
@@ -108,7 +99,7 @@ fn seats_taken(server: &TestServer, event: i64) -> anyhow::Result<i64> {
 }
 
 fn rsvps(server: &TestServer, event: i64) -> anyhow::Result<Vec<Value>> {
-    let reply = authed_get(server, &format!("/api/v1/events/{event}/rsvps"))?;
+    let reply = server.send("GET", &format!("/api/v1/events/{event}/rsvps"))?;
     assert_eq!(reply.status, 200, "{}", reply.body);
     Ok(reply.json()?["rsvps"]
         .as_array()
@@ -283,11 +274,7 @@ fn organizer_cancelling_a_remote_booking_tells_the_person(backend: Backend) -> a
             .is_some_and(|a| a.starts_with("ap:frank@")),
         "{listed:?}"
     );
-    let result = common::agent()
-        .delete(&server.url(&format!("/api/v1/bookings/{booking}")))
-        .set("Authorization", &format!("Bearer {}", server.token))
-        .call();
-    let reply = common::Reply::from_result(result)?;
+    let reply = server.send("DELETE", &format!("/api/v1/bookings/{booking}"))?;
     assert_eq!(reply.status, 200, "{}", reply.body);
     let to_frank = answers_to(&server, "frank")?;
     let last = &to_frank.last().context("an answer")?.activity;
@@ -525,7 +512,7 @@ fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<(
         "object": join_id,
     });
     assert_eq!(deliver(&server, "/inbox", &accept)?.status, 202);
-    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    let rsvps = server.send("GET", "/api/v1/people/hana/rsvps")?.json()?;
     assert_eq!(rsvps["rsvps"][0]["state"], "accepted", "{rsvps}");
     let first = hana_reminders(&server, remote_id)?;
     assert_eq!(first.len(), 1);
@@ -552,7 +539,7 @@ fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<(
     });
     assert_eq!(deliver(&server, "/inbox", &delete)?.status, 202);
     assert!(hana_reminders(&server, remote_id)?.is_empty());
-    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    let rsvps = server.send("GET", "/api/v1/people/hana/rsvps")?.json()?;
     assert_eq!(rsvps["rsvps"][0]["state"], "cancelled", "{rsvps}");
     Ok(())
 }
@@ -611,7 +598,7 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
         assert_eq!(reply.status, 202, "{kind}: {}", reply.body);
         assert!(reply.body.contains("ignored"), "{kind}: {}", reply.body);
     }
-    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    let rsvps = server.send("GET", "/api/v1/people/hana/rsvps")?.json()?;
     assert_eq!(rsvps["rsvps"][0]["state"], "cancelled", "{rsvps}");
     assert!(hana_reminders(&server, remote_id)?.is_empty());
     Ok(())
@@ -644,7 +631,7 @@ fn rsvp_to_untrusted_servers_event_is_refused(backend: Backend) -> anyhow::Resul
             "{problem}"
         );
     }
-    let rsvps = authed_get(&server, "/api/v1/people/hana/rsvps")?.json()?;
+    let rsvps = server.send("GET", "/api/v1/people/hana/rsvps")?.json()?;
     assert_eq!(rsvps["rsvps"], json!([]), "{rsvps}");
     let mut conn = server.db.connect()?;
     let joins: Vec<_> = outbox::since(&mut conn, 0, 1000)?

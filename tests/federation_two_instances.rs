@@ -231,17 +231,8 @@ fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64
     Ok((a, b, b_cursor))
 }
 
-/// A GET or DELETE with the write token.
-fn authed(server: &TestServer, method: &str, path: &str) -> anyhow::Result<common::Reply> {
-    let result = common::agent()
-        .request(method, &server.url(path))
-        .set("Authorization", &format!("Bearer {}", server.token))
-        .call();
-    common::Reply::from_result(result)
-}
-
 fn rsvp_state(a: &TestServer, person: &str) -> anyhow::Result<Vec<Value>> {
-    let reply = authed(a, "GET", &format!("/api/v1/people/{person}/rsvps"))?;
+    let reply = a.send("GET", &format!("/api/v1/people/{person}/rsvps"))?;
     assert_eq!(reply.status, 200, "{}", reply.body);
     Ok(reply.json()?["rsvps"]
         .as_array()
@@ -251,7 +242,9 @@ fn rsvp_state(a: &TestServer, person: &str) -> anyhow::Result<Vec<Value>> {
 
 /// States of the remote RSVPs to one of `server`'s events, in the organizer's listing.
 fn incoming_states(server: &TestServer, event: i64) -> anyhow::Result<Vec<String>> {
-    let listed = authed(server, "GET", &format!("/api/v1/events/{event}/rsvps"))?.json()?;
+    let listed = server
+        .send("GET", &format!("/api/v1/events/{event}/rsvps"))?
+        .json()?;
     Ok(listed["rsvps"]
         .as_array()
         .context("rsvps")?
@@ -454,11 +447,7 @@ fn people_rsvp_to_a_peers_event(backend: Backend) -> anyhow::Result<()> {
 
     // Alice withdraws: B frees her seat and her reminders are gone.
     let rsvp_id = alice[0]["id"].as_i64().context("rsvp id")?;
-    let reply = authed(
-        &a,
-        "DELETE",
-        &format!("/api/v1/people/alice/rsvps/{rsvp_id}"),
-    )?;
+    let reply = a.send("DELETE", &format!("/api/v1/people/alice/rsvps/{rsvp_id}"))?;
     assert_eq!(reply.status, 200, "{}", reply.body);
     assert_eq!(reply.json()?["state"], "left");
     deliver_outbox(&a, &b, a_cursor)?;

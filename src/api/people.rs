@@ -26,7 +26,7 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/unsubscribe/{token}", web::post().to(unsubscribe));
 }
 
-fn person_id(path: &str) -> Result<String, ApiError> {
+pub(super) fn person_id(path: &str) -> Result<String, ApiError> {
     check_person_id("id", path).map_err(ApiError::Invalid)?;
     Ok(path.to_owned())
 }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::body::Json;
+use super::people::person_id;
 use super::{ApiError, AppState, require_token};
 use crate::db::schema::incoming_rsvps;
 use crate::federation::fetch::{FetchBudget, fetch_json};
@@ -19,11 +20,6 @@ pub(super) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/api/v1/people/{id}/rsvps", web::post().to(join))
         .route("/api/v1/people/{id}/rsvps/{rsvp}", web::delete().to(leave))
         .route("/api/v1/events/{id}/rsvps", web::get().to(of_event));
-}
-
-fn person_id(path: &str) -> Result<String, ApiError> {
-    crate::federation::actors::check_person_id(path).map_err(ApiError::Invalid)?;
-    Ok(path.to_owned())
 }
 
 async fn list(
@@ -96,6 +92,7 @@ async fn join(
             let document = fetch_json(&settings, Some(&signer), &mut budget, &organizer)
                 .await
                 .map_err(|e| {
+                    tracing::warn!(organizer = %organizer, remote_event = event_id, error = %e, "cannot fetch the organizer of a remote event");
                     ApiError::invalid(
                         "remote_event_id",
                         event_id,
@@ -103,6 +100,7 @@ async fn join(
                     )
                 })?;
             let actor = remote_actors::from_document(&document, &organizer).map_err(|e| {
+                tracing::warn!(organizer = %organizer, remote_event = event_id, error = %e, "organizer's actor document is not usable");
                 ApiError::invalid(
                     "remote_event_id",
                     event_id,

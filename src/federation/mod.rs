@@ -106,6 +106,15 @@ impl Settings {
     }
 }
 
+/// Returns `bytes` as lowercase hexadecimal.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}
+
 /// The host of a URL with its port when the port is explicit, lowercased: the name of a peer.
 pub fn domain_of(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;

@@ -8,8 +8,6 @@
 //! (they keep a copy only when it is newer), so it rises by at least one second with every
 //! activity about the object, even when seats change twice within a second.
 
-use std::fmt::Write as _;
-
 use chrono::{DateTime, Duration, DurationRound, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use serde_json::Value;
@@ -161,12 +159,7 @@ pub fn fingerprint(object: &Value) -> String {
         map.remove("updated");
     }
     // serde_json keeps object keys sorted, so equal objects give equal text.
-    let digest = Sha256::digest(copy.to_string().as_bytes());
-    let mut hex = String::with_capacity(digest.len() * 2);
-    for byte in digest {
-        let _ = write!(hex, "{byte:02x}");
-    }
-    hex
+    super::hex(&Sha256::digest(copy.to_string().as_bytes()))
 }
 
 /// Returns the `updated` of the next activity about an object: `now` in whole seconds, and at

@@ -239,6 +239,14 @@ impl TestServer {
         Reply::from_result(request.send_json(body.clone()))
     }
 
+    /// Sends a request without a body (a GET or DELETE, say) with the write token.
+    pub fn send(&self, method: &str, path: &str) -> anyhow::Result<Reply> {
+        let request = agent()
+            .request(method, &self.url(path))
+            .set("Authorization", &format!("Bearer {}", self.token));
+        Reply::from_result(request.call())
+    }
+
     /// Sends a GET without a token.
     pub fn get(&self, path: &str) -> anyhow::Result<Reply> {
         Reply::from_result(agent().get(&self.url(path)).call())

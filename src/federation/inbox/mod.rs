@@ -27,7 +27,7 @@ use super::incoming::{self, Envelope};
 use super::peers::{self, PeerState};
 use super::remote_actors::{self, RemoteActor};
 use super::signature::{self, RequestParts, SignatureError, SignatureHeader};
-use super::{Settings, domain_of};
+use super::{Settings, domain_of, hex};
 use crate::calendar::validate::InvalidField;
 use crate::db::DbPool;
 use crate::db::schema::inbox_receipts;
@@ -283,14 +283,6 @@ fn parts(request: &InboxRequest) -> RequestParts<'_> {
         path_and_query: &request.path_and_query,
         headers: &request.headers,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut out, b| {
-        let _ = write!(out, "{b:02x}");
-        out
-    })
 }
 
 async fn already_received(context: &InboxContext, body_sha256: &str) -> Result<bool, Rejection> {

@@ -73,13 +73,7 @@ pub fn attendee_for(conn: &mut AnyConnection, actor_id: &str) -> Result<String, 
 /// Returns the first 16 hex digits of the SHA-256 of `text`, a short and stable name for a
 /// long id.
 pub(crate) fn short_hash(text: &str) -> String {
-    use std::fmt::Write as _;
-    Sha256::digest(text.as_bytes())[..8]
-        .iter()
-        .fold(String::with_capacity(16), |mut hex, byte| {
-            let _ = write!(hex, "{byte:02x}");
-            hex
-        })
+    super::hex(&Sha256::digest(text.as_bytes())[..8])
 }
 
 /// One occurrence of a remote event, as reminders and listings show it.
