@@ -6,10 +6,10 @@
 //! ActivityPub deliveries and the health of their domains, on SQLite and PostgreSQL: a worker
 //! with a fixed clock signs and POSTs to an inbox on 127.0.0.1 that responds as scripted.
 //!
-//! A failing domain holds back its other deliveries until its next attempt time; a domain
-//! failing past the dead threshold parks its deliveries until a probe gets through; a gone
-//! inbox is not a failing domain; two workers on one PostgreSQL database try a failing domain
-//! once per round.
+//! A failing domain holds back its other deliveries until its next attempt time. A domain
+//! failing past the dead threshold parks its deliveries until a probe gets through. An inbox
+//! that responds 410 does not make its domain fail. Two workers on one PostgreSQL database try
+//! a failing domain once per round.
 
 mod common;
 
@@ -260,18 +260,18 @@ fn dead_domain_parks_deliveries_until_a_probe_succeeds(backend: Backend) -> anyh
     Ok(())
 }
 
-fn gone_inbox_does_not_fail_its_domain(backend: Backend) -> anyhow::Result<()> {
+fn deleted_inbox_keeps_domain_healthy(backend: Backend) -> anyhow::Result<()> {
     let runtime = runtime()?;
     let t0 = at("2030-01-01T00:00:00Z");
     let rig = Rig::new(backend, t0)?;
     let inbox = TestInbox::start()?;
     inbox.answer_path("/users/gone/inbox", 410);
-    let gone = inbox.url("/users/gone/inbox");
+    let deleted = inbox.url("/users/gone/inbox");
 
     // 410 for days: each of those deliveries dies at once, and the domain is never failing.
     for day in 0..5 {
         let now = t0 + Duration::days(day);
-        rig.enqueue(&format!("gone-{day}"), std::slice::from_ref(&gone), now)?;
+        rig.enqueue(&format!("gone-{day}"), std::slice::from_ref(&deleted), now)?;
         rig.run_at(&runtime, now)?;
     }
     assert!(rig.health(&inbox.domain)?.is_none(), "no failure recorded");
@@ -299,7 +299,7 @@ fn gone_inbox_does_not_fail_its_domain(backend: Backend) -> anyhow::Result<()> {
         Some(DomainState::BackingOff)
     );
     let trial_at = failing_at + Duration::seconds(30);
-    rig.enqueue("gone-again", std::slice::from_ref(&gone), trial_at)?;
+    rig.enqueue("gone-again", std::slice::from_ref(&deleted), trial_at)?;
     assert_eq!(rig.run_at(&runtime, trial_at)?, 1);
     assert_eq!(
         rig.health(&inbox.domain)?.map(|h| h.state),
@@ -426,7 +426,7 @@ on_both_backends!(
     failing_domain_holds_back_its_other_deliveries,
     retry_after_sets_the_domains_next_attempt,
     dead_domain_parks_deliveries_until_a_probe_succeeds,
-    gone_inbox_does_not_fail_its_domain,
+    deleted_inbox_keeps_domain_healthy,
     inbox_spellings_share_one_delivery,
     temporary_redirect_is_retried,
     zero_retry_after_still_backs_off,
@@ -460,7 +460,7 @@ fn drain_both(
 }
 
 #[test]
-fn two_workers_try_a_failing_domain_once_per_round() -> anyhow::Result<()> {
+fn two_workers_one_trial_per_round() -> anyhow::Result<()> {
     let runtime = runtime()?;
     let t0 = at("2030-01-01T00:00:00Z");
     let rig = Rig::new(Backend::Postgres, t0)?;

@@ -1,7 +1,7 @@
-//! Remote people's RSVPs to our events, from fake peers on 127.0.0.1: a `Join` goes through
-//! the booking function and is answered `Accept`, `TentativeAccept` (waitlisted) or `Reject`
-//! with the reason; `Leave` and `Undo` give the seat up; a `TentativeAccept` of the event takes
-//! no seat; answers go to the person alone.
+//! RSVPs across servers, with fake peers on 127.0.0.1. A remote `Join` goes through the
+//! booking function and gets `Accept`, `TentativeAccept` (waitlisted) or `Reject` with the
+//! reason. `Leave` and `Undo` give the seat up, and a `TentativeAccept` of the event takes no
+//! seat. Replies go to the person alone.
 
 mod common;
 
@@ -52,28 +52,28 @@ fn event(server: &TestServer, capacity: i32, waitlist: bool) -> anyhow::Result<i
     Ok(id)
 }
 
-fn join(peer: &FakePeer, server: &TestServer, who: &str, n: u32, event: i64) -> Value {
+fn join(peer: &FakePeer, server: &TestServer, person: &str, n: u32, event: i64) -> Value {
     json!({
         "@context": "https://www.w3.org/ns/activitystreams",
-        "id": format!("{}/{who}/joins/{n}", peer.base),
+        "id": format!("{}/{person}/joins/{n}", peer.base),
         "type": "Join",
-        "actor": format!("{}/users/{who}", peer.base),
+        "actor": format!("{}/users/{person}", peer.base),
         "object": format!("{}/events/{event}", server.base),
     })
 }
 
-fn activity(peer: &FakePeer, who: &str, kind: &str, n: u32, object: &Value) -> Value {
+fn activity(peer: &FakePeer, person: &str, kind: &str, n: u32, object: &Value) -> Value {
     json!({
         "@context": "https://www.w3.org/ns/activitystreams",
-        "id": format!("{}/{who}/{}/{n}", peer.base, kind.to_ascii_lowercase()),
+        "id": format!("{}/{person}/{}/{n}", peer.base, kind.to_ascii_lowercase()),
         "type": kind,
-        "actor": format!("{}/users/{who}", peer.base),
+        "actor": format!("{}/users/{person}", peer.base),
         "object": object,
     })
 }
 
-/// Our answers addressed to `who`, oldest first.
-fn answers_to(server: &TestServer, who: &str) -> anyhow::Result<Vec<outbox::Recorded>> {
+/// Returns our replies addressed to `person`, oldest first.
+fn replies_to(server: &TestServer, person: &str) -> anyhow::Result<Vec<outbox::Recorded>> {
     let mut conn = server.db.connect()?;
     let all = outbox::since(&mut conn, 0, 1000)?;
     Ok(all
@@ -82,7 +82,7 @@ fn answers_to(server: &TestServer, who: &str) -> anyhow::Result<Vec<outbox::Reco
             r.activity["to"].as_array().is_some_and(|to| {
                 to.iter().any(|t| {
                     t.as_str()
-                        .is_some_and(|t| t.ends_with(&format!("/users/{who}")))
+                        .is_some_and(|t| t.ends_with(&format!("/users/{person}")))
                 })
             })
         })
@@ -107,30 +107,30 @@ fn rsvps(server: &TestServer, event: i64) -> anyhow::Result<Vec<Value>> {
         .unwrap_or_default())
 }
 
-fn state_of(server: &TestServer, event: i64, who: &str) -> anyhow::Result<String> {
+fn state_of(server: &TestServer, event: i64, person: &str) -> anyhow::Result<String> {
     let listed = rsvps(server, event)?;
     let row = listed
         .iter()
         .find(|r| {
             r["actor"]
                 .as_str()
-                .is_some_and(|a| a.ends_with(&format!("/users/{who}")))
+                .is_some_and(|a| a.ends_with(&format!("/users/{person}")))
         })
-        .with_context(|| format!("no RSVP of {who} in {listed:?}"))?;
+        .with_context(|| format!("no RSVP of {person} in {listed:?}"))?;
     Ok(row["state"].as_str().unwrap_or_default().to_owned())
 }
 
-fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow::Result<()> {
+fn full_event_rejects_join_with_reason(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
-    for who in ["alice", "bob"] {
-        peer.add_actor(&format!("/users/{who}"), "Person");
+    for person in ["alice", "bob"] {
+        peer.add_actor(&format!("/users/{person}"), "Person");
     }
     let event = event(&server, 1, false)?;
 
     let reply = deliver(&server, "/inbox", &join(&peer, &server, "alice", 1, event))?;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let to_alice = answers_to(&server, "alice")?;
+    let to_alice = replies_to(&server, "alice")?;
     assert_eq!(to_alice.len(), 1, "{to_alice:?}");
     let accept = &to_alice[0];
     assert_eq!(accept.activity["type"], "Accept");
@@ -152,7 +152,7 @@ fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow:
 
     let reply = deliver(&server, "/inbox", &join(&peer, &server, "bob", 1, event))?;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let to_bob = answers_to(&server, "bob")?;
+    let to_bob = replies_to(&server, "bob")?;
     assert_eq!(to_bob.len(), 1);
     let reject = &to_bob[0].activity;
     assert_eq!(reject["type"], "Reject");
@@ -188,14 +188,14 @@ fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow:
         deliver(&server, "/inbox", &join(&peer, &server, "bob", 3, event))?.status,
         202
     );
-    let kinds: Vec<Value> = answers_to(&server, "bob")?
+    let kinds: Vec<Value> = replies_to(&server, "bob")?
         .iter()
         .map(|r| r.activity["type"].clone())
         .collect();
     assert_eq!(kinds, vec!["Reject", "Accept", "Accept"]);
     assert_eq!(seats_taken(&server, event)?, 1);
 
-    // The published event names nobody who booked.
+    // The published event contains no attendee.
     let object = server.get_accept(&format!("/events/{event}"), "application/activity+json")?;
     assert_eq!(object.status, 200, "{}", object.body);
     assert!(!object.body.contains("bob"), "{}", object.body);
@@ -203,18 +203,18 @@ fn full_event_rejects_the_next_join_with_its_reason(backend: Backend) -> anyhow:
     Ok(())
 }
 
-fn waitlisted_join_is_told_so_and_promoted_later(backend: Backend) -> anyhow::Result<()> {
+fn waitlisted_join_promoted_later(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
-    for who in ["carol", "dave"] {
-        peer.add_actor(&format!("/users/{who}"), "Person");
+    for person in ["carol", "dave"] {
+        peer.add_actor(&format!("/users/{person}"), "Person");
     }
     let event = event(&server, 1, true)?;
     let carol_join = join(&peer, &server, "carol", 1, event);
     assert_eq!(deliver(&server, "/inbox", &carol_join)?.status, 202);
     let reply = deliver(&server, "/inbox", &join(&peer, &server, "dave", 1, event))?;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let to_dave = answers_to(&server, "dave")?;
+    let to_dave = replies_to(&server, "dave")?;
     assert_eq!(to_dave.len(), 1, "{}", reply.body);
     assert_eq!(to_dave[0].activity["type"], "TentativeAccept");
     assert_eq!(to_dave[0].activity["rose:waitlisted"], true);
@@ -227,14 +227,14 @@ fn waitlisted_join_is_told_so_and_promoted_later(backend: Backend) -> anyhow::Re
     assert_eq!(deliver(&server, "/inbox", &undo)?.status, 202);
     assert_eq!(state_of(&server, event, "carol")?, "left");
     assert_eq!(state_of(&server, event, "dave")?, "booked");
-    let to_dave = answers_to(&server, "dave")?;
+    let to_dave = replies_to(&server, "dave")?;
     assert_eq!(to_dave.len(), 2);
     assert_eq!(to_dave[1].activity["type"], "Accept");
     assert_eq!(seats_taken(&server, event)?, 1);
     Ok(())
 }
 
-fn tentative_answers_take_no_seat(backend: Backend) -> anyhow::Result<()> {
+fn tentative_rsvp_takes_no_seat(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     peer.add_actor("/users/erin", "Person");
@@ -257,7 +257,7 @@ fn tentative_answers_take_no_seat(backend: Backend) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn organizer_cancelling_a_remote_booking_tells_the_person(backend: Backend) -> anyhow::Result<()> {
+fn organizer_cancel_sends_reject(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     let frank = peer.add_actor("/users/frank", "Person");
@@ -276,12 +276,12 @@ fn organizer_cancelling_a_remote_booking_tells_the_person(backend: Backend) -> a
     );
     let reply = server.send("DELETE", &format!("/api/v1/bookings/{booking}"))?;
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let to_frank = answers_to(&server, "frank")?;
-    let last = &to_frank.last().context("an answer")?.activity;
+    let to_frank = replies_to(&server, "frank")?;
+    let last = &to_frank.last().context("a reply")?.activity;
     assert_eq!(last["type"], "Reject", "{last}");
     assert_eq!(state_of(&server, event, "frank")?, "refused");
 
-    // The answers really leave: the worker delivers them to Frank's inbox.
+    // The worker delivers both replies to Frank's inbox.
     let inbox_path = format!("{}/inbox", frank.trim_start_matches(&peer.base));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while peer
@@ -301,13 +301,13 @@ fn organizer_cancelling_a_remote_booking_tells_the_person(backend: Backend) -> a
     Ok(())
 }
 
-fn joins_of_unknown_events_are_rejected(backend: Backend) -> anyhow::Result<()> {
+fn join_of_unknown_event_rejected(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     peer.add_actor("/users/gina", "Person");
     let reply = deliver(&server, "/inbox", &join(&peer, &server, "gina", 1, 999))?;
     assert_eq!(reply.status, 202, "{}", reply.body);
-    let to_gina = answers_to(&server, "gina")?;
+    let to_gina = replies_to(&server, "gina")?;
     assert_eq!(to_gina.len(), 1);
     assert_eq!(to_gina[0].activity["type"], "Reject");
     assert_eq!(
@@ -317,7 +317,7 @@ fn joins_of_unknown_events_are_rejected(backend: Backend) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn api_keeps_the_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> {
+fn api_rejects_remote_attendee_prefix(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let event = event(&server, 5, false)?;
     let reply = server.send_json(
@@ -367,7 +367,7 @@ fn unreadable_recurrence_id_books_no_occurrence(backend: Backend) -> anyhow::Res
             "{recurrence_id}: {}",
             reply.body
         );
-        let answer = answers_to(&server, "ivy")?
+        let answer = replies_to(&server, "ivy")?
             .pop()
             .context("an answer to the Join")?;
         assert_eq!(answer.activity["type"], "Reject", "{recurrence_id}");
@@ -440,10 +440,10 @@ fn hana_reminders(
     )?)
 }
 
-/// Our person RSVPs to a one-off event of a peer that does not expand recurrence (as
-/// Mobilizon): the organizer's Accept brings reminders, its Update moves them, its Delete
+/// Our person RSVPs to a one-off event of a peer that sends no recurrence, such as
+/// Mobilizon. The organizer's Accept brings reminders, its Update moves them, its Delete
 /// cancels the RSVP.
-fn rsvp_out_follows_the_organizers_changes(backend: Backend) -> anyhow::Result<()> {
+fn outgoing_rsvp_follows_organizer_changes(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     let organizer = peer.add_actor("/users/org", "Person");
@@ -570,7 +570,7 @@ fn trusted_picnic(server: &TestServer, peer: &FakePeer) -> anyhow::Result<i64> {
         .context("remote_event_id in the agenda")
 }
 
-fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Result<()> {
+fn late_response_to_deleted_event_ignored(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     let organizer = peer.add_actor("/users/org", "Person");
@@ -585,7 +585,8 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
     });
     assert_eq!(deliver(&server, "/inbox", &delete)?.status, 202);
 
-    // The organizer's answers arrive after the Delete: a peer must not be told to retry them.
+    // The organizer's responses arrive after the Delete. The inbox accepts them with 202 so
+    // that the peer does not retry them.
     for (n, kind) in ["Accept", "TentativeAccept", "Reject"].iter().enumerate() {
         let answer = json!({
             "@context": "https://www.w3.org/ns/activitystreams",
@@ -604,7 +605,7 @@ fn late_answer_about_deleted_event_is_ignored(backend: Backend) -> anyhow::Resul
     Ok(())
 }
 
-fn rsvp_to_untrusted_servers_event_is_refused(backend: Backend) -> anyhow::Result<()> {
+fn rsvp_to_untrusted_server_rejected(backend: Backend) -> anyhow::Result<()> {
     let server = start(backend)?;
     let peer = FakePeer::start()?;
     let organizer = peer.add_actor("/users/org", "Person");
@@ -702,7 +703,7 @@ fn join_of_frequent_series_finds_its_slot(backend: Backend) -> anyhow::Result<()
     )?;
     assert_eq!(reply.status, 202, "{}", reply.body);
     assert!(!reply.body.contains("no such occurrence"), "{}", reply.body);
-    let answer = answers_to(&server, "jun")?
+    let answer = replies_to(&server, "jun")?
         .pop()
         .context("an answer to the Join")?;
     let calendar = format!("{}/calendars/club", server.base);
@@ -711,15 +712,15 @@ fn join_of_frequent_series_finds_its_slot(backend: Backend) -> anyhow::Result<()
 }
 
 on_both_backends!(
-    rsvp_out_follows_the_organizers_changes,
-    full_event_rejects_the_next_join_with_its_reason,
-    waitlisted_join_is_told_so_and_promoted_later,
-    tentative_answers_take_no_seat,
-    organizer_cancelling_a_remote_booking_tells_the_person,
-    joins_of_unknown_events_are_rejected,
-    api_keeps_the_remote_attendee_prefix,
+    outgoing_rsvp_follows_organizer_changes,
+    full_event_rejects_join_with_reason,
+    waitlisted_join_promoted_later,
+    tentative_rsvp_takes_no_seat,
+    organizer_cancel_sends_reject,
+    join_of_unknown_event_rejected,
+    api_rejects_remote_attendee_prefix,
     unreadable_recurrence_id_books_no_occurrence,
     join_of_frequent_series_finds_its_slot,
-    late_answer_about_deleted_event_is_ignored,
-    rsvp_to_untrusted_servers_event_is_refused
+    late_response_to_deleted_event_ignored,
+    rsvp_to_untrusted_server_rejected
 );

@@ -60,8 +60,8 @@ fn deliver_outbox(
         if let Some((key, _, error, _)) = states.iter().find(|(_, state, _, _)| state == "dead") {
             anyhow::bail!("delivery {key} died: {error:?}");
         }
-        // Between two healthy servers every delivery gets through the first time; a retry
-        // means the receiver failed one (a 500 from a race, say) and the sender backed off.
+        // Between two healthy servers every delivery gets through the first time. A retry
+        // means the receiver failed one, with a 500 from a race for example.
         if let Some((key, _, error, attempts)) = states.iter().find(|(_, _, _, n)| *n > 1) {
             anyhow::bail!("delivery {key} needed {attempts} attempts: {error:?}");
         }
@@ -196,7 +196,7 @@ fn agent_delete(server: &TestServer, path: &str) -> anyhow::Result<u16> {
     Ok(common::Reply::from_result(result)?.status)
 }
 
-/// A and B know each other: A trusts B and follows it.
+/// Starts servers A and B, with a calendar on B, and makes A trust and follow B.
 fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64)> {
     let a = start(backend)?;
     let b = start(backend)?;
@@ -207,6 +207,7 @@ fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64
         &json!({"slug": "choir", "name": "Choir", "default_zone": "Europe/Berlin"}),
     )?;
     assert_eq!(reply.status, 201, "{}", reply.body);
+
     let out = run_cli(
         &a.db,
         &[
@@ -224,6 +225,7 @@ fn trusted_pair(backend: Backend) -> anyhow::Result<(TestServer, TestServer, i64
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
     let (_, delivered) = deliver_outbox(&a, &b, 0)?;
     assert_eq!(delivered.len(), 1, "the Follow reaches B");
     let (b_cursor, delivered) = deliver_outbox(&b, &a, 0)?;
@@ -253,7 +255,7 @@ fn incoming_states(server: &TestServer, event: i64) -> anyhow::Result<Vec<String
         .collect())
 }
 
-/// A person's reminders for one occurrence of a remote event.
+/// Returns a person's reminders for one occurrence of a remote event.
 fn remote_reminders(
     server: &TestServer,
     remote_id: i64,

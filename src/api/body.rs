@@ -1,10 +1,10 @@
 //! JSON request bodies whose errors name the field.
 //!
 //! actix-web's own `Json` reports a wrong type as the parser's text with a line and column.
-//! [`Json`] reads the body as a JSON value first (with the size limit and content type checks
-//! of the app's `JsonConfig`), then decodes it into the route's type while tracking the path,
-//! so that an error names the field (`overrides[0].start`), the value found there and what
-//! was expected.
+//! [`Json`] reads the body as a JSON value first, with the size limit and content type checks
+//! of the app's `JsonConfig`. It then decodes the value into the route's type while tracking
+//! the path, so that an error names the field (`overrides[0].start`), the value found there
+//! and what was expected.
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, web};
@@ -85,7 +85,7 @@ fn missing_field(problem: &str) -> Option<&str> {
         .map(|(name, _)| name)
 }
 
-/// The JSON pointer (RFC 6901) of a deserializer path.
+/// Returns the JSON pointer (RFC 6901) of a deserializer path.
 fn pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment;
     path.iter()
@@ -127,7 +127,7 @@ mod tests {
     }
 
     #[test]
-    fn a_wrong_type_names_the_field_and_its_value() {
+    fn decode_wrong_type_names_field_and_value() {
         let field = problem(&serde_json::json!({"capacity": "ten", "items": []}));
         assert_eq!(field.field, "capacity");
         assert_eq!(field.value, "ten");
@@ -135,14 +135,14 @@ mod tests {
     }
 
     #[test]
-    fn a_nested_error_names_its_path() {
+    fn decode_nested_error_names_path() {
         let field = problem(&serde_json::json!({"items": [{"start": "x"}, {"start": 5}]}));
         assert_eq!(field.field, "items[1].start");
         assert_eq!(field.value, "5");
     }
 
     #[test]
-    fn a_missing_or_unknown_field_is_named() {
+    fn decode_missing_or_unknown_field_named() {
         let missing = problem(&serde_json::json!({"capacity": 3}));
         assert_eq!(missing.field, "items");
         assert_eq!(missing.value, "");

@@ -4,7 +4,7 @@
 //! such change of one transaction before it commits, so work that must happen exactly when a
 //! booking starts or ends (enqueueing reminders, federating an `Update`) can be written in the
 //! same transaction and is never lost or duplicated by a crash. A remote person's booking
-//! gets no reminders here; the answer to their RSVP is sent instead.
+//! gets no reminders here, and the reply to their RSVP is sent instead.
 
 use std::collections::HashMap;
 
@@ -36,8 +36,8 @@ pub(crate) fn record(
         let booking = match change {
             LiveChange::Started(booking) | LiveChange::Ended(booking) => booking,
         };
-        // Remote people get no reminders from us; their own server reminds them. A change to
-        // their booking is an answer to send instead.
+        // Remote people get no reminders from us because their own server reminds them. A
+        // change to their booking sends a reply to their RSVP instead.
         if rsvp::is_remote_attendee(&booking.attendee) {
             match change {
                 LiveChange::Started(_) => rsvp::incoming::booking_started(conn, booking, now),

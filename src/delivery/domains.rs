@@ -15,8 +15,8 @@
 //!   jobs, and sends. Its success makes the domain healthy again; its failure backs the domain
 //!   off further. The deferred jobs come back when the hold runs out, so parked jobs are
 //!   released within the hold after a successful probe.
-//! - Any HTTP answer other than 408, 429 and 5xx shows the server is up, even a 410 for one
-//!   gone inbox: it resets the domain to healthy.
+//! - Any HTTP response other than 408, 429 and 5xx shows that the server is up, even a 410
+//!   for one deleted inbox, so it resets the domain to healthy.
 //!
 //! ```text
 //!  healthy ──failure──► backing off ──failing longer than the threshold──► dead
@@ -89,9 +89,9 @@ pub struct DomainHealth {
     pub last_failure_at: Option<DateTime<Utc>>,
     /// Nothing is sent to the domain before this instant.
     pub next_attempt_at: Option<DateTime<Utc>>,
-    /// What the last failure was.
+    /// The error of the last failure.
     pub last_error: Option<String>,
-    /// The last delivery the domain answered.
+    /// When the domain last responded to a delivery.
     pub last_success_at: Option<DateTime<Utc>>,
 }
 
@@ -145,7 +145,7 @@ fn from_row(row: Row) -> DomainHealth {
 pub struct DomainPolicy {
     /// Wait after the first failure.
     pub base: Duration,
-    /// Longest wait between two attempts while backing off.
+    /// Maximum wait between two attempts while backing off.
     pub cap: Duration,
     /// A domain failing for this long is dead.
     pub dead_after: Duration,
@@ -179,14 +179,14 @@ impl DomainPolicy {
     }
 }
 
-/// What a job for a domain may do now.
+/// The decision for a job of a domain at one instant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Gate {
     /// Send: the domain is healthy.
     Open,
     /// The domain's next attempt time has come: one job may take the trial.
     TrialDue,
-    /// Wait until this instant; the text says why, naming the domain.
+    /// Wait until this instant; the text gives the reason and names the domain.
     Wait(DateTime<Utc>, String),
 }
 
@@ -202,7 +202,7 @@ pub fn gate(health: Option<&DomainHealth>, now: DateTime<Utc>) -> Gate {
     }
 }
 
-/// Why a job of a failing domain waits, naming the domain.
+/// Returns the reason a job of a failing domain waits, naming the domain.
 pub fn waiting_note(health: &DomainHealth) -> String {
     let error = health.last_error.as_deref().unwrap_or("no error recorded");
     let since = health
@@ -315,7 +315,7 @@ pub fn record_failure(
     })
 }
 
-/// The health after a failure that counts, from the health before it.
+/// Returns the health after a failure that counts, from the health before it.
 fn escalate(
     current: Option<&DomainHealth>,
     domain: &str,
@@ -327,8 +327,8 @@ fn escalate(
     let first = failing
         .and_then(|h| h.first_failure_at)
         .unwrap_or(failure.now);
-    // A Retry-After below the base wait is raised to it, so that a server answering
-    // "Retry-After: 0" to every attempt is not tried again in a tight loop.
+    // A Retry-After below the base wait is raised to it, so that a server that sends
+    // "Retry-After: 0" with every response is not tried again in a tight loop.
     let requested = failure.retry_after.map(|after| {
         Duration::from_std(after)
             .unwrap_or(MAX_RETRY_AFTER)
@@ -415,8 +415,9 @@ fn store(conn: &mut AnyConnection, health: &DomainHealth, now: DateTime<Utc>) ->
         delivery_domains::last_success_at.eq(naive(health.last_success_at)),
         delivery_domains::updated_at.eq(now.naive_utc()),
     );
-    // The row was locked when read. A new domain's row is inserted; when two workers insert
-    // the same new domain at once, the primary key keeps the first and the second updates it.
+    // The row was locked when read. A new domain's row is inserted, and when two workers
+    // insert the same new domain at once, the primary key keeps the first and the second
+    // updates it.
     let updated = diesel::update(delivery_domains::table.find(&health.domain))
         .set(values)
         .execute(conn)?;

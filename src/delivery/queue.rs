@@ -201,6 +201,9 @@ pub fn enqueue(
 /// PostgreSQL skips rows that another worker is claiming (`FOR UPDATE SKIP LOCKED`), so several
 /// processes share the table without waiting on each other. SQLite serialises writers, and the
 /// server runs one worker on it.
+///
+/// NOTE: when two workers claim at the same moment on PostgreSQL, one of them often gets no
+/// rows although due jobs remain; they are claimed in the next round. The cause is not known.
 pub fn claim(
     conn: &mut AnyConnection,
     owner: &str,

@@ -370,7 +370,7 @@ impl DeliveryHandler {
         }
     }
 
-    /// The client for `url`'s host, pinned to the checked `address`.
+    /// Returns the client for `url`'s host, pinned to the checked `address`.
     fn client(&self, url: &url::Url, address: SocketAddr) -> reqwest::Result<reqwest::Client> {
         let host = url.host_str().unwrap_or_default().to_owned();
         let key = (host, address);
@@ -405,7 +405,7 @@ impl DeliveryHandler {
             .await
     }
 
-    /// The health of `domain`, from this batch's reading when there is one.
+    /// Returns the health of `domain`, from this batch's reading when there is one.
     async fn health_of(&self, domain: &str) -> Result<Option<DomainHealth>, String> {
         if let Some(known) = lock(&self.health).get(domain) {
             return Ok(known.clone());
@@ -523,7 +523,7 @@ impl JobHandler for DeliveryHandler {
 /// 408, 429 and 5xx are worth another try; any other 4xx will not change on a retry.
 ///
 /// Redirects are not followed, because the new host's address would go unchecked. A temporary
-/// one (302, 303, 307) is tried again later, at the same inbox. Any other 3xx says the inbox
+/// one (302, 303, 307) is tried again later, at the same inbox. Any other 3xx means the inbox
 /// moved for good, so the job dies with that status.
 fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     match status {
@@ -540,7 +540,7 @@ fn outcome_of(status: u16, after: Option<StdDuration>) -> Outcome {
     }
 }
 
-/// Whether a status means the server is unreachable or overloaded, a failure of its whole
+/// Returns whether a status means the server is unreachable or overloaded, a failure of its whole
 /// domain rather than of this one delivery.
 fn is_overloaded(status: u16) -> bool {
     matches!(status, 408 | 429 | 500..=599)

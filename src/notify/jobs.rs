@@ -141,7 +141,7 @@ fn fan_out_reminder(
         if !reminders::exists(conn, reminder)? {
             return Ok(Outcome::Dropped("reminder was cancelled".to_owned()));
         }
-        let occurrence = match shown_occurrence(conn, context, reminder.occurrence)? {
+        let occurrence = match reminder_occurrence(conn, context, reminder.occurrence)? {
             Ok(found) => found,
             Err(why) => return Ok(Outcome::Dropped(why)),
         };
@@ -184,8 +184,8 @@ fn fan_out_reminder(
     })
 }
 
-/// An occurrence as a reminder shows it.
-struct Shown {
+/// The details of an occurrence that a reminder contains.
+struct ReminderOccurrence {
     title: String,
     start: DateTime<Utc>,
     location: Option<String>,
@@ -193,12 +193,13 @@ struct Shown {
     cancelled: bool,
 }
 
-/// Finds what a reminder shows of `occurrence`; the inner error says why it is gone.
-fn shown_occurrence(
+/// Finds the details of `occurrence` for a reminder. The inner error gives the reason the
+/// occurrence no longer exists.
+fn reminder_occurrence(
     conn: &mut AnyConnection,
     context: &NotifyContext,
     occurrence: reminders::OccurrenceRef,
-) -> Result<Result<Shown, String>, Error> {
+) -> Result<Result<ReminderOccurrence, String>, Error> {
     let event_id = occurrence.event_id;
     if occurrence.remote {
         let found =
@@ -209,7 +210,7 @@ fn shown_occurrence(
                 "occurrence of remote event {event_id} no longer exists"
             )));
         };
-        return Ok(Ok(Shown {
+        return Ok(Ok(ReminderOccurrence {
             title: found.title,
             start: found.start,
             location: found.location,
@@ -226,7 +227,7 @@ fn shown_occurrence(
     let slug = store::find_calendar_by_id(conn, event.calendar_id)?
         .map(|c| c.slug)
         .unwrap_or_default();
-    Ok(Ok(Shown {
+    Ok(Ok(ReminderOccurrence {
         url: format!(
             "{}/calendars/{slug}#{}",
             context.public_url,

@@ -18,7 +18,7 @@ pub struct Received {
     pub body: String,
     /// Whether it carried a `Signature` header.
     pub signed: bool,
-    /// The status it was answered with.
+    /// The status of the response.
     pub status: u16,
 }
 
@@ -48,7 +48,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl TestInbox {
-    /// Starts an inbox that answers 202 to every POST.
+    /// Starts an inbox that responds 202 to every POST.
     pub fn start() -> anyhow::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
@@ -78,8 +78,8 @@ impl TestInbox {
         })
     }
 
-    /// Answers the next POST (to any path) with `status` and an optional `Retry-After` in
-    /// seconds; further calls queue further answers.
+    /// Sets the response to the next POST (to any path): `status` and an optional
+    /// `Retry-After` in seconds. Further calls queue further responses.
     pub fn answer_next(&self, status: u16, retry_after: Option<u64>) {
         lock(&self.script).next.push_back((status, retry_after));
     }
@@ -99,7 +99,7 @@ impl TestInbox {
         lock(&self.script).delay = delay;
     }
 
-    /// The URL of an inbox at `path`.
+    /// Returns the URL of an inbox at `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -109,7 +109,7 @@ impl TestInbox {
         lock(&self.script).received.clone()
     }
 
-    /// How many requests arrived.
+    /// Returns how many requests arrived.
     pub fn count(&self) -> usize {
         lock(&self.script).received.len()
     }

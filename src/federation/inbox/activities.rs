@@ -44,9 +44,9 @@ pub(super) async fn dispatch(
     }
 }
 
-/// A remote person's `Join` or `Leave` of one of our occurrences. RSVPs are open to every
-/// server that is not blocked, as follows are: they merge no content, and the booking rules
-/// decide the seat.
+/// Handles a remote person's `Join` or `Leave` of one of our occurrences. RSVPs are open to
+/// every server that is not blocked, as follows are, because they merge no content and the
+/// booking rules decide the seat.
 async fn rsvp(
     context: &InboxContext,
     checked: Checked,
@@ -73,9 +73,9 @@ async fn rsvp(
     Ok(receipt)
 }
 
-/// An `Accept`, `TentativeAccept` or `Reject`: a remote person's answer about one of our
-/// events, an organizer's answer to one of our people's `Join`s, or a peer's answer to our
-/// `Follow`, told apart by the object.
+/// Handles an `Accept`, `TentativeAccept` or `Reject`: a remote person's RSVP to one of our
+/// events, an organizer's response to one of our people's `Join`s, or a peer's response to
+/// our `Follow`, distinguished by the object.
 async fn answer(
     context: &InboxContext,
     checked: Checked,
@@ -124,7 +124,8 @@ async fn answer(
     Ok(receipt)
 }
 
-/// A peer's mistake is a 422 naming the field; anything else is ours.
+/// Maps a federation error to a rejection: a peer's mistake is a 422 naming the field, and
+/// anything else is a 500.
 fn federation_rejection(error: &crate::federation::Error) -> Rejection {
     match error {
         crate::federation::Error::Invalid(field) => Rejection::invalid(field),

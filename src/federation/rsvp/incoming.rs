@@ -1,7 +1,7 @@
-//! Remote people's answers to our occurrences.
+//! Remote people's RSVPs to our occurrences.
 //!
 //! Every function here runs inside the inbox's transaction (or the booking's, for
-//! [`booking_started`] and [`booking_ended`]), so the seat, the stored answer and the outgoing
+//! [`booking_started`] and [`booking_ended`]), so the seat, the stored RSVP and the outgoing
 //! `Accept` or `Reject` commit together or not at all.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -21,10 +21,10 @@ use crate::db::schema::incoming_rsvps;
 use crate::federation::incoming::{id_of, type_of};
 use crate::federation::{Error, actors, outbox};
 
-/// What a remote person says about an occurrence.
+/// A remote person's intent for an occurrence.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Intent {
-    /// `Join`, or `Accept` of the `Event`: asks for a seat.
+    /// `Join`, or `Accept` of the `Event`: requests a seat.
     Going,
     /// `TentativeAccept` of the `Event`: kept, takes no seat.
     Maybe,
@@ -32,12 +32,12 @@ pub enum Intent {
     NotGoing,
 }
 
-/// The remote person who answers.
+/// The remote person who sent the RSVP.
 #[derive(Clone, Copy, Debug)]
 pub struct Sender<'a> {
     /// Actor id.
     pub actor_id: &'a str,
-    /// Where our answer goes.
+    /// Inbox for our reply.
     pub inbox: &'a str,
 }
 
@@ -46,23 +46,23 @@ pub struct Sender<'a> {
 pub struct LocalOccurrence {
     /// Bookings' address of it.
     key: OccurrenceKey,
-    /// The calendar actor, which answers.
+    /// The calendar actor, which sends the reply.
     calendar_actor: String,
     title: String,
     start: DateTime<Utc>,
     zone: Tz,
 }
 
-/// What the object of an RSVP names.
+/// The occurrence an RSVP's object names, if any.
 #[derive(Clone, Debug)]
 pub enum Target {
-    /// Not one of our events: the activity is something else (an answer to our own Join or
+    /// Not one of our events: the activity is something else (a reply to our own Join or
     /// Follow, say).
     NotOurs,
-    /// One of our event URLs, but nothing there to answer; the text says why.
+    /// One of our event URLs with no occurrence to book, for the reason given.
     Missing {
-        /// Our actor that answers: the instance.
-        answerer: String,
+        /// Our actor that sends the reply: the instance.
+        replier: String,
         /// The object id as sent.
         object_id: String,
         /// Why.
@@ -91,19 +91,22 @@ pub fn resolve(
     let Some(object_id) = object.and_then(id_of).map(str::to_owned) else {
         return Ok(Target::NotOurs);
     };
+
     let prefix = format!("{public_url}/events/");
     let Some(path) = object_id.strip_prefix(&prefix) else {
         return Ok(Target::NotOurs);
     };
     let missing = |reason: String| Target::Missing {
-        answerer: actors::instance_id(public_url),
+        replier: actors::instance_id(public_url),
         object_id: object_id.clone(),
         reason,
     };
+
     let (id_text, occurrence_text) = match path.split_once("/occurrences/") {
         Some((id, occurrence)) => (id, Some(occurrence)),
         None => (path, None),
     };
+
     let Ok(event_id) = id_text.parse::<i64>() else {
         return Ok(missing(format!(
             "{object_id} is not an event of this server"
@@ -115,6 +118,7 @@ pub fn resolve(
     let Some(calendar) = store::find_calendar_by_id(conn, stored.calendar_id)? else {
         return Ok(missing(format!("event {object_id} does not exist")));
     };
+
     let named = match occurrence_text {
         Some(text) => match NaiveDateTime::parse_from_str(text, "%Y%m%dT%H%M%SZ") {
             Ok(rid) => Some(rid.and_utc()),
@@ -154,6 +158,7 @@ pub fn resolve(
             "event {object_id} has no such occurrence, or none ahead"
         )));
     };
+
     let zone = match stored.event.schedule.basis {
         TimeBasis::Zoned(zone) => zone,
         _ => calendar.default_zone,
@@ -241,12 +246,12 @@ pub fn receive(
     let occurrence = match target {
         Target::NotOurs => return Ok("ignored: not one of our events".to_owned()),
         Target::Missing {
-            answerer,
+            replier,
             object_id,
             reason,
         } => {
             if intent == Intent::Going {
-                reject_unknown(conn, sender, activity, &answerer, &object_id, &reason)?;
+                reject_unknown(conn, sender, activity, &replier, &object_id, &reason)?;
             }
             return Ok(format!("refused: {reason}"));
         }
@@ -284,7 +289,7 @@ fn going(
 ) -> Result<String, Error> {
     let existing = find_row(conn, occurrence.key, sender.actor_id)?;
     if let Some(row) = existing.as_ref().filter(|row| row.is_live()) {
-        // A repeated Join gets the same answer again and takes no second seat.
+        // A repeated Join gets the same reply again and takes no second seat.
         let row = record(
             conn,
             Some(row),
@@ -301,7 +306,7 @@ fn going(
         } else {
             ("TentativeAccept", Some(waitlisted_text(occurrence)))
         };
-        answer(conn, &row, kind, content.as_deref(), now)?;
+        send_reply(conn, &row, kind, content.as_deref(), now)?;
         return Ok(format!("{} is already {}", row.attendee, row.state));
     }
     let attendee = attendee_for(conn, sender.actor_id)?;
@@ -316,7 +321,7 @@ fn going(
         .into_iter()
         .next()
         .unwrap_or(Err(crate::booking::Error::Corrupt(
-            "the booking function gave no answer".to_owned(),
+            "the booking function returned no result".to_owned(),
         )));
     let (state, booking_id, kind, content) = match result {
         Ok(Answer::Decided(outcome)) => decide(&outcome, occurrence),
@@ -344,7 +349,7 @@ fn going(
         reason.as_deref(),
         now,
     )?;
-    answer(conn, &row, kind, content.as_deref(), now)?;
+    send_reply(conn, &row, kind, content.as_deref(), now)?;
     tracing::info!(attendee = %attendee, state, event = occurrence.key.event_id, "remote RSVP decided");
     Ok(match reason {
         Some(reason) => format!("refused {attendee}: {reason}"),
@@ -352,7 +357,7 @@ fn going(
     })
 }
 
-/// Maps the booking function's outcome to (stored state, booking, answer type, answer text).
+/// Maps the booking function's outcome to (stored state, booking, reply type, reply text).
 fn decide(
     outcome: &Outcome,
     occurrence: &LocalOccurrence,
@@ -372,7 +377,7 @@ fn decide(
                 "refused",
                 None,
                 "Reject",
-                Some(refusal_text(reason, outcome, occurrence)),
+                Some(rejection_reason(reason, outcome, occurrence)),
             )
         }
     }
@@ -391,26 +396,30 @@ fn waitlisted_text(occurrence: &LocalOccurrence) -> String {
     )
 }
 
-fn refusal_text(reason: Option<Reason>, outcome: &Outcome, occurrence: &LocalOccurrence) -> String {
-    let what = format!("{} on {}", occurrence.title, when(occurrence));
+fn rejection_reason(
+    reason: Option<Reason>,
+    outcome: &Outcome,
+    occurrence: &LocalOccurrence,
+) -> String {
+    let named = format!("{} on {}", occurrence.title, when(occurrence));
     match reason {
         Some(Reason::CapacityReached) => match outcome.seats.capacity {
             Some(capacity) => {
                 format!(
-                    "{what} is full ({capacity} of {capacity} seats taken) and has no waitlist."
+                    "{named} is full ({capacity} of {capacity} seats taken) and has no waitlist."
                 )
             }
-            None => format!("{what} is full."),
+            None => format!("{named} is full."),
         },
-        Some(Reason::OccurrenceCancelled) => format!("{what} is cancelled."),
-        Some(Reason::BookingNotOpen) => format!("Bookings for {what} are not open yet."),
-        Some(Reason::BookingClosed) => format!("Bookings for {what} have closed."),
-        Some(Reason::AlreadyBooked) => format!("You already have a seat at {what}."),
+        Some(Reason::OccurrenceCancelled) => format!("{named} is cancelled."),
+        Some(Reason::BookingNotOpen) => format!("Bookings for {named} are not open yet."),
+        Some(Reason::BookingClosed) => format!("Bookings for {named} have closed."),
+        Some(Reason::AlreadyBooked) => format!("You already have a seat at {named}."),
         Some(Reason::OverlapsBooking | Reason::OverlapsBusyBlock) => {
-            format!("{what} overlaps another of your bookings here.")
+            format!("{named} overlaps another of your bookings here.")
         }
-        Some(other) => format!("{what} cannot be booked: {}.", other.as_str()),
-        None => format!("{what} cannot be booked."),
+        Some(other) => format!("{named} cannot be booked: {}.", other.as_str()),
+        None => format!("{named} cannot be booked."),
     }
 }
 
@@ -467,7 +476,7 @@ fn not_going(
 }
 
 /// Marks the RSVP left and cancels its booking. The row changes first, so that
-/// [`booking_ended`] sees a person who left, not a booking the organizer cancelled.
+/// [`booking_ended`] finds a person who left, not a booking the organizer cancelled.
 fn give_up(conn: &mut AnyConnection, row: &Row, now: DateTime<Utc>) -> Result<String, Error> {
     if !row.is_live() {
         set_state(conn, row.id, "left", None, now)?;
@@ -524,7 +533,7 @@ fn record(
     now: DateTime<Utc>,
 ) -> Result<Row, Error> {
     let activity_id = id_of(activity).unwrap_or_default().to_owned();
-    let activity_json = answered_activity(activity).to_string();
+    let activity_json = replied_activity(activity).to_string();
     let id = if let Some(row) = existing {
         diesel::update(incoming_rsvps::table.find(row.id))
             .set((
@@ -563,9 +572,9 @@ fn record(
     Ok(incoming_rsvps::table.find(id).first(conn)?)
 }
 
-/// Returns the part of a received activity that an answer repeats as its object: id, type, actor and the
-/// object's id. Nothing else of it (and nothing of other attendees) goes back out.
-fn answered_activity(activity: &Value) -> Value {
+/// Returns the part of a received activity that a reply repeats as its object: id, type,
+/// actor and the object's id. Nothing else of it, and nothing of other attendees, goes out.
+fn replied_activity(activity: &Value) -> Value {
     let object = activity
         .get("object")
         .and_then(id_of)
@@ -580,7 +589,7 @@ fn answered_activity(activity: &Value) -> Value {
 
 /// Sends `kind` (Accept, TentativeAccept or Reject) of the row's activity to its person
 /// alone, through the outbox.
-fn answer(
+fn send_reply(
     conn: &mut AnyConnection,
     row: &Row,
     kind: &str,
@@ -621,7 +630,7 @@ fn reject_unknown(
     conn: &mut AnyConnection,
     sender: Sender<'_>,
     activity: &Value,
-    answerer: &str,
+    replier: &str,
     object_id: &str,
     reason: &str,
 ) -> Result<(), Error> {
@@ -630,9 +639,9 @@ fn reject_unknown(
     };
     let reply = json!({
         "@context": "https://www.w3.org/ns/activitystreams",
-        "id": format!("{answerer}#reject-{}", short_hash(join_id)),
+        "id": format!("{replier}#reject-{}", short_hash(join_id)),
         "type": "Reject",
-        "actor": answerer,
+        "actor": replier,
         "to": [sender.actor_id],
         "object": {"id": join_id, "type": type_of(activity), "actor": sender.actor_id, "object": object_id},
         "content": reason,
@@ -662,7 +671,7 @@ pub fn booking_started(
         state: "booked".to_owned(),
         ..row
     };
-    answer(
+    send_reply(
         conn,
         &row,
         "Accept",
@@ -695,6 +704,6 @@ pub fn booking_ended(
         state: "refused".to_owned(),
         ..row
     };
-    answer(conn, &row, "Reject", Some(reason), now)?;
+    send_reply(conn, &row, "Reject", Some(reason), now)?;
     Ok(())
 }

@@ -1,16 +1,16 @@
 //! RSVPs across servers.
 //!
-//! - [`incoming`]: a remote person answers one of our occurrences. A `Join` (or an `Accept` of
+//! - [`incoming`]: a remote person RSVPs to one of our occurrences. A `Join` (or an `Accept` of
 //!   the `Event`) asks [`crate::booking::apply::apply`] for a seat, the same function and lock
-//!   as local bookings, and the calendar answers `Accept`, `TentativeAccept` (waitlisted) or
+//!   as local bookings, and the calendar replies `Accept`, `TentativeAccept` (waitlisted) or
 //!   `Reject` with the reason. A `TentativeAccept` of the `Event` is kept without a seat, and a
 //!   `Leave` (or an `Undo` of the `Join`, or a `Reject` of the `Event`) gives the seat up.
 //! - [`outgoing`]: one of our people joins a remote event's occurrence. The `Join` is tracked
-//!   until the organizer answers, and an accepted one gets the person's reminders.
+//!   until the organizer responds, and an accepted one gets the person's reminders.
 //!
 //! Remote people book under an attendee id of their own, `ap:` followed by their name and
-//! server, which no local booking may use. Answers go to the person alone: attendee lists are
-//! never sent to anyone.
+//! server, which no local booking may use. Replies go to the person alone, and attendee
+//! lists are never sent to anyone.
 
 pub mod incoming;
 pub mod outgoing;
@@ -25,7 +25,7 @@ use crate::db::schema::{incoming_rsvps, remote_events, remote_occurrences};
 
 /// Prefix of the attendee ids of remote people.
 pub const REMOTE_ATTENDEE_PREFIX: &str = "ap:";
-/// Longest reason kept from a peer's answer, in characters.
+/// Maximum length of a reason kept from a peer's response, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
 
 /// Returns whether `attendee` names a remote person.
@@ -56,12 +56,12 @@ pub fn attendee_for(conn: &mut AnyConnection, actor_id: &str) -> Result<String, 
         .unwrap_or_default();
     let readable = format!("{REMOTE_ATTENDEE_PREFIX}{name}@{host}");
     if !name.is_empty() && crate::booking::check_attendee(&readable).is_ok() {
-        let taken: i64 = incoming_rsvps::table
+        let in_use: i64 = incoming_rsvps::table
             .filter(incoming_rsvps::attendee.eq(&readable))
             .filter(incoming_rsvps::actor_id.ne(actor_id))
             .count()
             .get_result(conn)?;
-        if taken == 0 {
+        if in_use == 0 {
             return Ok(readable);
         }
     }
@@ -136,8 +136,8 @@ pub fn remote_occurrence(
         .order(remote_occurrences::start_at.asc())
         .into_boxed();
     if let Some(rid) = recurrence_id {
-        // Occurrences are named by their original start, which stays when the origin moves
-        // one; rows stored before recurrence ids were kept are named by their start.
+        // An occurrence is named by its original start, which stays when the origin moves it.
+        // Rows stored before recurrence ids were kept have only their start.
         let rid = rid.naive_utc();
         query = query.filter(
             remote_occurrences::recurrence_id

@@ -127,8 +127,8 @@ fn reminder_ref(event: &RemoteEvent, occurrence: DateTime<Utc>) -> OccurrenceRef
 }
 
 /// Checks that `occurrence` names an occurrence of `event` that is not cancelled and lies
-/// ahead, and returns the start that names it (the occurrence's own for a series, the event's
-/// start for a one-off event) with the occurrence's own object id, if its origin sent one.
+/// ahead. Returns the start that names it (the occurrence's own for a series, the event's for
+/// a one-off event) and the occurrence's own object id, if its origin sent one.
 fn bookable_start(
     conn: &mut AnyConnection,
     event: &RemoteEvent,
@@ -368,7 +368,7 @@ pub fn remote_event_changed(
         .optional()?;
     let mut cancelled = 0;
     for row in open {
-        let gone = match &event {
+        let occurrence_gone = match &event {
             Some(event) => {
                 let lookup = event
                     .rrule
@@ -378,7 +378,7 @@ pub fn remote_event_changed(
             }
             None => true,
         };
-        if gone {
+        if occurrence_gone {
             diesel::update(outgoing_rsvps::table.find(row.id))
                 .set((
                     outgoing_rsvps::state.eq("cancelled"),
@@ -402,7 +402,7 @@ pub fn list(conn: &mut AnyConnection, person: &str) -> Result<Vec<OutgoingRsvp>,
     Ok(rows.into_iter().map(Row::shown).collect())
 }
 
-/// Returns whether `activity` (an Accept, TentativeAccept or Reject) answers one of our
+/// Returns whether `activity` (an Accept, TentativeAccept or Reject) responds to one of our
 /// people's `Join`s.
 pub fn answers_our_join(conn: &mut AnyConnection, activity: &Value) -> Result<bool, Error> {
     let Some(object_id) = activity.get("object").and_then(id_of) else {
@@ -415,8 +415,8 @@ pub fn answers_our_join(conn: &mut AnyConnection, activity: &Value) -> Result<bo
     Ok(count > 0)
 }
 
-/// Records the organizer's answer to one of our `Join`s and returns what happened. Only the
-/// event's organizer (its attributed actor, or another actor of its origin) may answer.
+/// Records the organizer's response to one of our `Join`s and returns what happened. Only
+/// the event's organizer (its attributed actor, or another actor of its origin) may respond.
 pub fn receive_answer(
     conn: &mut AnyConnection,
     sender: &str,
@@ -424,14 +424,14 @@ pub fn receive_answer(
     now: DateTime<Utc>,
 ) -> Result<String, Error> {
     let Some(join_id) = activity.get("object").and_then(id_of) else {
-        return Ok("ignored: answer without an object".to_owned());
+        return Ok("ignored: response without an object".to_owned());
     };
     let row: Option<Row> = outgoing_rsvps::table
         .filter(outgoing_rsvps::join_activity_id.eq(join_id))
         .first(conn)
         .optional()?;
     let Some(row) = row else {
-        return Ok("ignored: not an answer to a current RSVP of ours".to_owned());
+        return Ok("ignored: not a response to a current RSVP of ours".to_owned());
     };
     let event: RemoteEvent = remote_events::table.find(row.remote_event_id).first(conn)?;
     let from_origin = super::super::domain_of(sender).as_deref() == Some(event.origin.as_str());
@@ -444,7 +444,7 @@ pub fn receive_answer(
     if row.state == "left" {
         return Ok("ignored: the person already left".to_owned());
     }
-    // A late answer about an occurrence the organizer has since cancelled, removed or deleted
+    // A late response about an occurrence the organizer has since cancelled, removed or deleted
     // changes nothing: there is nothing left to attend or to be reminded of.
     let lookup = event
         .rrule
@@ -472,7 +472,7 @@ pub fn receive_answer(
         "TentativeAccept" if waitlisted => "waitlisted",
         "TentativeAccept" => "tentative",
         "Reject" => "refused",
-        _ => return Ok(format!("ignored: {kind} is not an answer")),
+        _ => return Ok(format!("ignored: {kind} is not a response to a Join")),
     };
     diesel::update(outgoing_rsvps::table.find(row.id))
         .set((
@@ -491,7 +491,7 @@ pub fn receive_answer(
     } else {
         reminders::cancel(conn, occurrence, &row.person)?;
     }
-    tracing::info!(person = %row.person, event = %event.object_id, state, "organizer answered an RSVP");
+    tracing::info!(person = %row.person, event = %event.object_id, state, "organizer responded to an RSVP");
     Ok(match text {
         Some(reason) if state != "accepted" => {
             format!("RSVP of {} is {state}: {reason}", row.person)
